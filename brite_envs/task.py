@@ -5,6 +5,7 @@ thinking policy Q(z | x, y*)."""
 from __future__ import annotations
 
 import abc
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ BOXED_INSTRUCTION = "Please reason step by step, and put your final answer withi
 class PromptTemplate:
     """How a problem becomes a prompt.
 
-    ``user`` is formatted with ``{question}``; ``hint`` (the thinking policy's prompt, which
-    also shows the reference answer) with ``{question}`` and ``{reference}``. The paper does
-    not publish its hint template, so this is configuration.
+    ``user`` has a ``{question}`` slot; ``hint`` (the thinking policy's prompt, which also
+    shows the reference answer) has ``{question}`` and ``{reference}``. Only these slots are
+    substituted, in one pass, so LaTeX braces such as ``\\boxed{}`` need no escaping. The
+    paper does not publish its hint template, so this is configuration.
     """
 
     user: str = "{question}\n\n" + BOXED_INSTRUCTION
@@ -33,7 +35,7 @@ class PromptTemplate:
         "{question}\n\n"
         "The correct final answer is {reference}. Without saying that you were told the "
         "answer, write a step-by-step solution that derives it, and put the final answer "
-        "within \\boxed{{}}."
+        "within \\boxed{}."
     )
     system: str | None = None
 
@@ -43,6 +45,19 @@ class PromptTemplate:
         for key in ("{question}", "{reference}"):
             if key not in self.hint:
                 raise ValueError(f"PromptTemplate.hint must contain {key!r}, got {self.hint!r}")
+
+    def render_user(self, question: str) -> str:
+        return _fill(self.user, {"question": question})
+
+    def render_hint(self, question: str, reference: str) -> str:
+        return _fill(self.hint, {"question": question, "reference": reference})
+
+
+_SLOT = re.compile(r"\{(question|reference)\}")
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    return _SLOT.sub(lambda m: values[m.group(1)], template)
 
 
 class Task(abc.ABC):
@@ -132,11 +147,9 @@ class Task(abc.ABC):
         """Chat messages for a chat template. ``hinted=True`` also shows the reference answer."""
         question = self.format_question(problem)
         if hinted:
-            text = self.template.hint.format(
-                question=question, reference=self.format_reference(problem)
-            )
+            text = self.template.render_hint(question, self.format_reference(problem))
         else:
-            text = self.template.user.format(question=question)
+            text = self.template.render_user(question)
         messages: list[ChatMessage] = []
         if self.template.system:
             messages.append({"role": "system", "content": self.template.system})

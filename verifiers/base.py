@@ -6,7 +6,7 @@ import abc
 import enum
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Status(str, enum.Enum):
@@ -31,7 +31,9 @@ class Verdict:
     status: Status
     extracted: str | None
     reason: str
-    elapsed_s: float = 0.0
+    elapsed_s: float = field(default=0.0, compare=False)
+    """Wall time of the grading itself; not part of equality (two gradings of the same
+    answer are the same verdict)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):

@@ -1,0 +1,1 @@
+"""Built-in tasks. Each module is imported lazily by the registry."""
