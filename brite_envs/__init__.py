@@ -20,7 +20,7 @@ from brite_envs.errors import (
     UnknownTaskError,
 )
 from brite_envs.registry import list_tasks, make_task, register_task, task_spec
-from brite_envs.spaces import TokenIds, TokenSequence, UnicodeText
+from brite_envs.spaces import TokenBatch, TokenIds, TokenSequence, UnicodeText
 from brite_envs.task import PromptTemplate, Task, TaskSpec
 from brite_envs.tokens import ByteTokenizer, TokenCodec, load_tokenizer
 from brite_envs.types import ChatMessage, Problem, ProblemMeta
@@ -47,6 +47,7 @@ __all__ = [
     "Task",
     "TaskSpec",
     "TokenCodec",
+    "TokenBatch",
     "TokenIds",
     "TokenSequence",
     "TokenVectorEnv",

@@ -117,6 +117,39 @@ class TokenSequence(Sequence[int]):
         return f"TokenSequence(len={len(self)}, ids={head}{more})"
 
 
+class TokenBatch(Sequence[TokenSequence]):
+    """N token sequences as one immutable object: ``batch[i]`` is env i's
+    :class:`TokenSequence`; ``tokens`` (read-only ``(N, width)``, right-padded) and
+    ``lengths`` give the whole batch as arrays. Built in O(1) Python work per step."""
+
+    __slots__ = ("_lengths", "_tokens")
+
+    def __init__(self, buffer: np.ndarray, lengths: np.ndarray) -> None:
+        tokens = buffer.view()
+        tokens.flags.writeable = False
+        lengths = lengths.copy()
+        lengths.flags.writeable = False
+        self._tokens = tokens
+        self._lengths = lengths
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return self._tokens
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self._lengths
+
+    def __len__(self) -> int:
+        return int(self._lengths.shape[0])
+
+    def __getitem__(self, i: int) -> TokenSequence:  # type: ignore[override]
+        return TokenSequence(self._tokens[i], int(self._lengths[i]))
+
+    def __repr__(self) -> str:
+        return f"TokenBatch(n={len(self)}, lengths={self._lengths.tolist()[:8]})"
+
+
 class TokenIds(spaces.Sequence):
     """1 to ``max_length`` token ids, each in ``[0, vocab_size)``: a :class:`TokenSequence`
     (what envs return) or a 1-D integer array (what ``sample()`` returns)."""

@@ -22,7 +22,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from brite_envs.env import resolve_task
 from brite_envs.errors import EnvConfigError, EpisodeStateError
-from brite_envs.spaces import TokenIds, TokenSequence
+from brite_envs.spaces import TokenBatch, TokenIds
 from brite_envs.task import Task
 from brite_envs.tokens import TokenCodec, TokenizerLike, load_tokenizer
 from verifiers import Verdict
@@ -31,8 +31,8 @@ from verifiers import Verdict
 class TokenVectorEnv(VectorEnv[Any, np.ndarray, np.ndarray]):
     """A batch of token-mode reasoning episodes over one task.
 
-    Observations are a tuple of N read-only int64 views (prompt plus generated ids); the
-    same data is available as one array through :attr:`tokens` and :attr:`lengths`.
+    Observations are a :class:`TokenBatch`: ``obs[i]`` is env i's ids (prompt plus
+    generated) and ``obs.tokens``/``obs.lengths`` the whole batch as arrays.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.DISABLED}  # noqa: RUF012
@@ -99,8 +99,8 @@ class TokenVectorEnv(VectorEnv[Any, np.ndarray, np.ndarray]):
     def done(self) -> np.ndarray:
         return self._done.copy()
 
-    def _obs(self) -> tuple[TokenSequence, ...]:
-        return tuple(TokenSequence(self._buf[i], int(self._lengths[i])) for i in range(self.num_envs))
+    def _obs(self) -> TokenBatch:
+        return TokenBatch(self._buf, self._lengths)
 
     # -- episodes -------------------------------------------------------------------------
     def reset(
@@ -108,7 +108,7 @@ class TokenVectorEnv(VectorEnv[Any, np.ndarray, np.ndarray]):
         *,
         seed: int | list[int | None] | None = None,
         options: dict[str, Any] | None = None,
-    ) -> tuple[tuple[TokenSequence, ...], dict[str, Any]]:
+    ) -> tuple[TokenBatch, dict[str, Any]]:
         """Start episodes. ``options`` may hold ``indices`` or ``problem_ids`` (one per env),
         and ``reset_mask`` (bool array: restart only those envs)."""
         if isinstance(seed, list):
@@ -180,7 +180,7 @@ class TokenVectorEnv(VectorEnv[Any, np.ndarray, np.ndarray]):
 
     def step(
         self, actions: np.ndarray | Sequence[int]
-    ) -> tuple[tuple[TokenSequence, ...], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    ) -> tuple[TokenBatch, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Append one token to every running episode; finished ones ignore their action."""
         actions = np.asarray(actions, dtype=np.int64)
         if actions.shape != (self.num_envs,):
