@@ -125,8 +125,9 @@ def run_eval(cfg: Any) -> int:
         raise ConfigError(str(exc)) from exc
     size = n if cfg.env.eval_size is None else min(int(cfg.env.eval_size), n)
     try:
-        spec = ModelSpec(**{k: cfg.model[k] for k in ("name", "source", "name_or_path",
-                                                      "gguf_file", "dtype")})
+        spec = ModelSpec(
+            **{k: cfg.model[k] for k in ("name", "source", "name_or_path", "gguf_file", "dtype")}
+        )
         eval_cfg = EvalConfig(
             batch_size=int(cfg.agent.batch_size),
             max_new_tokens=int(cfg.agent.max_new_tokens),

@@ -85,8 +85,10 @@ def load_model(spec: ModelSpec, *, seed: int = 0) -> tuple[Any, Any]:
                 if spec.source == "hub" and os.environ.get("HF_HUB_OFFLINE") != "1"
                 else "check the path and that it holds a Hugging Face model"
             )
-            raise ModelLoadError(f"could not load model {spec.name!r} from {folder!r}: {hint}. "
-                                 f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+            raise ModelLoadError(
+                f"could not load model {spec.name!r} from {folder!r}: {hint}. "
+                f"({type(exc).__name__}: {str(exc)[:300]})"
+            ) from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

@@ -98,9 +98,7 @@ def check_env(env: gym.Env[Any, Any], *, num_problems: int = 3, seed: int = 0) -
     for s in (seed, seed + 1, seed + 2, seed + 3):
         obs_a, info_a = base.reset(seed=s)
         obs_b, info_b = base.reset(seed=s)
-        same_obs = (
-            np.array_equal(obs_a, obs_b) if isinstance(obs_a, np.ndarray) else obs_a == obs_b
-        )
+        same_obs = np.array_equal(obs_a, obs_b) if isinstance(obs_a, np.ndarray) else obs_a == obs_b
         if info_a["problem_id"] != info_b["problem_id"] or not same_obs:
             raise EnvCheckError(f"{env_id}: reset(seed={s}) is not deterministic")
         firsts.append(info_a["problem_id"])

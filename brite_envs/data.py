@@ -117,7 +117,9 @@ def locate(source: DataSource, path: str | os.PathLike[str] | None = None) -> Pa
     directly or under ``<folder>/``), else ``$BRITE_DATA_DIR/<folder>/<filename>``."""
     if path is not None:
         p = Path(path).expanduser()
-        candidates = [p] if p.is_file() else [p / source.filename, p / source.folder / source.filename]
+        candidates = (
+            [p] if p.is_file() else [p / source.filename, p / source.folder / source.filename]
+        )
         for c in candidates:
             if c.is_file():
                 return c
@@ -143,7 +145,7 @@ def _open_text(path: Path, source: DataSource | None) -> io.TextIOBase:
         return io.TextIOWrapper(archive.open(source.member, pwd=pwd), encoding="utf-8")
     if name.endswith(".gz"):
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")  # noqa: SIM115 - closed by the caller
+    return open(path, encoding="utf-8")
 
 
 def read_file(path: Path, source: DataSource | None = None) -> Iterator[Record]:

@@ -105,7 +105,9 @@ class Task(abc.ABC):
                     by_id: dict[str, int] = {}
                     for i, p in enumerate(problems):
                         if p.id in by_id:
-                            raise EnvConfigError(f"task {self.name!r}: duplicate problem id {p.id!r}")
+                            raise EnvConfigError(
+                                f"task {self.name!r}: duplicate problem id {p.id!r}"
+                            )
                         by_id[p.id] = i
                     self._by_id = by_id
                     self._problems = problems
@@ -186,7 +188,7 @@ class Task(abc.ABC):
             self._verifier = get_verifier(self.verifier_name, **self.verifier_config)
         return self._verifier
 
-    def unavailable_reason(self, problem: Problem) -> str | None:  # noqa: ARG002
+    def unavailable_reason(self, problem: Problem) -> str | None:
         """Why ``problem`` cannot be graded on this machine (a missing library), or None."""
         return None
 

@@ -39,7 +39,7 @@ class ByteTokenizer:
     vocab_size = 258
     chat_template = None
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:  # noqa: ARG002
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return list(text.encode("utf-8"))
 
     def decode(self, token_ids: Sequence[int], skip_special_tokens: bool = True) -> str:

@@ -65,7 +65,7 @@ class Problem:
     reference: str
     meta: ProblemMeta
     rationale: str | None = None
-    """A human-written worked solution (GSM8K/MATH), used by the SFT-on-human-rationales baseline."""
+    """A human-written worked solution (GSM8K/MATH), for the SFT-on-human-rationales baseline."""
     choices: tuple[str, ...] | None = None
     """Answer options, for multiple-choice tasks; the reference is then a letter."""
     grading_reference: str | None = None

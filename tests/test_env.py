@@ -36,7 +36,7 @@ def test_text_episode_rewards_reference_and_wrong(arith: Arith) -> None:
     assert (reward, terminated, truncated) == (1.0, True, False)
     assert info["verdict"].correct and info["verdict"].extracted == problem.reference
     env.reset(options={"problem_id": problem.id})
-    _, reward, *_ , info = env.step(arith.wrong_completion(problem))
+    _, reward, *_, info = env.step(arith.wrong_completion(problem))
     assert reward == 0.0 and info["verdict"].status.value == "incorrect"
 
 
@@ -86,7 +86,7 @@ def test_text_space_admits_real_llm_text(arith: Arith) -> None:
 
 def _play_tokens(env: ReasoningEnv, ids: list[int]) -> tuple[float, bool, bool, dict]:
     for t in ids:
-        obs, reward, terminated, truncated, info = env.step(t)
+        _obs, reward, terminated, truncated, info = env.step(t)
         if terminated or truncated:
             return float(reward), terminated, truncated, info
     raise AssertionError("episode did not end")
@@ -127,7 +127,7 @@ def test_token_mode_uses_chat_template_and_truncates(arith: Arith) -> None:
     assert isinstance(env.action_space, gym.spaces.Discrete) and env.action_space.n == len(tok)
     space_id = tok.convert_tokens_to_ids("1")
     for step in range(5):
-        obs, reward, terminated, truncated, info = env.step(space_id)
+        obs, _reward, terminated, truncated, info = env.step(space_id)
         assert len(obs) == info.get("prompt_length", 0) or len(obs) == len(decoded) or True
         if step < 4:
             assert not (terminated or truncated)
@@ -193,7 +193,7 @@ def test_async_vector_env_token_mode() -> None:
     obs, _ = envs.reset(seed=1)
     lengths = [len(o) for o in obs]
     for _ in range(4):
-        obs, rewards, terminated, truncated, info = envs.step(np.array([ord("1"), ord("2")]))
+        obs, rewards, _terminated, truncated, _info = envs.step(np.array([ord("1"), ord("2")]))
     assert truncated.all() and rewards.tolist() == [0.0, 0.0]
     assert [len(o) for o in obs] == [n + 4 for n in lengths]
     envs.close()
@@ -211,7 +211,7 @@ def test_token_vector_env_batches_steps_and_grading(arith: Arith) -> None:
         arith.reference_completion(arith[2]),
         "x" * 200,
     ]
-    seqs = [list(p.encode()) + [tok.eos_token_id] for p in plans]
+    seqs = [[*list(p.encode()), tok.eos_token_id] for p in plans]
     rewards = np.zeros(4)
     ended = np.zeros(4, dtype=bool)
     trunc = np.zeros(4, dtype=bool)

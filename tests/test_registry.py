@@ -56,7 +56,7 @@ def test_register_task_validates_names_and_conflicts() -> None:
 
 def test_factory_returning_non_task_is_rejected() -> None:
     brite_envs.register_task("not-a-task", lambda: object(), verifier="exact", overwrite=True)
-    with pytest.raises(EnvConfigError, match="not a brite_envs.Task"):
+    with pytest.raises(EnvConfigError, match=r"not a brite_envs\.Task"):
         brite_envs.make_task("not-a-task")
 
 
@@ -91,9 +91,56 @@ def _readme_example() -> str:
 
 def test_readme_register_task_example_runs() -> None:
     namespace: dict[str, object] = {"__name__": "readme_example"}
-    exec(compile(_readme_example(), str(README), "exec"), namespace)  # noqa: S102
+    exec(compile(_readme_example(), str(README), "exec"), namespace)
     env = gym.make("brite/Capitals-v0")
-    obs, info = env.reset(seed=0)
+    _obs, _info = env.reset(seed=0)
     task = env.unwrapped.task
     _, reward, *_ = env.step(task.reference_completion(env.unwrapped.problem))
     assert reward == 1.0
+
+
+def test_entry_point_plugins_register_tasks_and_verifiers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package that declares 'brite.tasks'/'brite.verifiers' entry points is picked up
+    without being imported by the user."""
+    import importlib.metadata
+    import sys
+
+    import verifiers
+    from brite_envs import registry
+
+    pkg = tmp_path / "brite_plugin_demo"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from brite_envs import Problem, ProblemMeta, Task\n"
+        "from verifiers.exact import ExactMatchVerifier\n"
+        "class Evens(Task):\n"
+        "    name = 'evens'\n"
+        "    verifier_name = 'exact'\n"
+        "    def _load(self):\n"
+        "        return [Problem(f'ev/{i}', f'Double {i}?', str(2 * i), ProblemMeta('evens', i))\n"
+        "                for i in range(25)]\n"
+        "    def wrong_completion(self, p):\n"
+        "        return self.format_answer(str(int(p.reference) + 1))\n"
+        "def make_strict():\n"
+        "    return ExactMatchVerifier()\n"
+    )
+    dist = tmp_path / "brite_plugin_demo-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brite-plugin-demo\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[brite.tasks]\nevens = brite_plugin_demo:Evens\n\n"
+        "[brite.verifiers]\nstrict-exact = brite_plugin_demo:make_strict\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    monkeypatch.setattr(verifiers, "_entry_points_loaded", False)
+    names = [s.name for s in brite_envs.list_tasks()]
+    assert "evens" in names
+    env = gym.make("brite/Evens-v0")
+    assert brite_envs.check_env(env).problems_checked
+    assert "strict-exact" in verifiers.available()
+    assert verifiers.get("strict-exact").verify("\\boxed{4}", "4").correct
+    sys.modules.pop("brite_plugin_demo", None)
