@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from brite_envs.errors import EnvConfigError, ProblemNotFoundError
 from brite_envs.types import ChatMessage, Problem
 from verifiers import Verdict, Verifier
-from verifiers import get as get_verifier
+from verifiers import shared as shared_verifier
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -185,7 +185,7 @@ class Task(abc.ABC):
     @property
     def verifier(self) -> Verifier:
         if self._verifier is None:
-            self._verifier = get_verifier(self.verifier_name, **self.verifier_config)
+            self._verifier = shared_verifier(self.verifier_name, **self.verifier_config)
         return self._verifier
 
     def unavailable_reason(self, problem: Problem) -> str | None:

@@ -8,6 +8,7 @@ group (``name = "module:factory"``).
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "available",
     "get",
     "register",
+    "shared",
 ]
 
 ENTRY_POINT_GROUP = "brite.verifiers"
@@ -40,6 +42,8 @@ _BUILTIN: dict[str, str] = {
     "code": "verifiers.code:CodeVerifier",
 }
 _registry: dict[str, VerifierFactory | str] = dict(_BUILTIN)
+_shared: dict[tuple[str, tuple[tuple[str, Any], ...]], Verifier] = {}
+_shared_lock = threading.Lock()
 _entry_points_loaded = False
 
 
@@ -85,3 +89,20 @@ def get(name: str, **config: Any) -> Verifier:
     if name not in _registry:
         raise UnknownVerifierError(name, list(_registry))
     return _resolve(_registry[name])(**config)
+
+
+def shared(name: str, **config: Any) -> Verifier:
+    """A process-wide verifier for (name, config), built once and reused.
+
+    Verifiers with worker pools are thread-safe; sharing one across every env of a task
+    keeps the number of worker processes bounded however many envs are made.
+    """
+    try:
+        key = (name, tuple(sorted(config.items())))
+        hash(key)
+    except TypeError:  # unhashable config values: build a private instance
+        return get(name, **config)
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = get(name, **config)
+        return _shared[key]
