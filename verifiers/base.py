@@ -7,6 +7,7 @@ import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Status(str, enum.Enum):
@@ -86,8 +87,46 @@ class Verifier(abc.ABC):
         """Release worker processes, if any."""
 
 
-def timed_verdict(
-    start: float, score: float, status: Status, extracted: str | None, reason: str
-) -> Verdict:
-    """Build a verdict whose elapsed_s runs from ``start`` (a perf_counter reading)."""
-    return Verdict(score, status, extracted, reason, time.perf_counter() - start)
+def elapsed(t0: float) -> float:
+    """Seconds since ``t0``, a ``time.perf_counter()`` reading."""
+    return time.perf_counter() - t0
+
+
+class InProcessVerifier(Verifier):
+    """A verifier cheap enough to run in the caller's process (regex and arithmetic).
+
+    ``verify`` checks the argument types and turns any exception of the grading code into
+    a Verdict with status ``error``: a bug in grading is never scored as a wrong answer.
+    Subclasses implement :meth:`_verify`.
+    """
+
+    def verify(self, completion: str, reference: str) -> Verdict:
+        t0 = time.perf_counter()
+        if not isinstance(completion, str):
+            return Verdict(0.0, Status.ERROR, None, f"completion must be a str, got {completion!r}")
+        if not isinstance(reference, str):
+            return Verdict(0.0, Status.ERROR, None, f"reference must be a str, got {reference!r}")
+        try:
+            return self._verify(completion, reference, t0)
+        except Exception as e:  # a bug of ours; never blame the completion
+            return Verdict(0.0, Status.ERROR, None, f"{type(e).__name__}: {e}", elapsed(t0))
+
+    @abc.abstractmethod
+    def _verify(self, completion: str, reference: str, t0: float) -> Verdict:
+        """Grade; ``t0`` is when grading started, for ``elapsed_s``."""
+
+
+def config_from(config: Any, kwargs: dict[str, Any], cls: type) -> Any:
+    """Build ``cls`` from keyword options, or check a ready-made config (not both)."""
+    from verifiers.errors import VerifierConfigError
+
+    if config is not None and kwargs:
+        raise VerifierConfigError("pass either config= or keyword options, not both")
+    if config is None:
+        try:
+            return cls(**kwargs)
+        except TypeError as e:
+            raise VerifierConfigError(f"bad option for {cls.__name__}: {e}") from e
+    if not isinstance(config, cls):
+        raise VerifierConfigError(f"config must be a {cls.__name__}, got {type(config).__name__}")
+    return config

@@ -21,9 +21,8 @@ from fractions import Fraction
 from typing import Any
 
 from verifiers._pool import JobResult, LRUCache, WorkerPool
-from verifiers.base import Status, Verdict, Verifier
+from verifiers.base import Status, Verdict, Verifier, config_from
 from verifiers.errors import VerifierConfigError
-from verifiers.exact import config_from
 from verifiers.extract import Extraction, extract_math, is_hedge, normalize_latex
 
 __all__ = ["MathConfig", "MathVerifier", "grade_math"]

@@ -6,14 +6,12 @@ arithmetic (``fractions.Fraction``), so nothing can hang and no worker is needed
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from verifiers.base import Status, Verdict, Verifier
+from verifiers.base import InProcessVerifier, Status, Verdict, config_from, elapsed
 from verifiers.errors import VerifierConfigError
-from verifiers.exact import config_from
 from verifiers.extract import Extraction, extract_gsm8k, parse_number
 
 __all__ = ["GSM8KConfig", "GSM8KVerifier", "numbers_equal"]
@@ -66,7 +64,7 @@ def numbers_equal(pred: str, gold: str, rel_tol: float = 1e-6) -> bool:
     return abs(p - g) <= Fraction(rel_tol) * max(Fraction(1), abs(g))
 
 
-class GSM8KVerifier(Verifier):
+class GSM8KVerifier(InProcessVerifier):
     """Reads the final number (``#### N``, ``\\boxed{N}``, "The answer is N", flexible mode:
     the last number; ``$``, ``1,234``, units, ``.00`` and negatives accepted) and compares it
     numerically with the reference (e.g. "1234", the text after ``####`` of GSM8K).
@@ -82,25 +80,16 @@ class GSM8KVerifier(Verifier):
     def extract(self, completion: str) -> Extraction | None:
         return extract_gsm8k(completion, strict=self.config.strict)
 
-    def verify(self, completion: str, reference: str) -> Verdict:
-        t0 = time.perf_counter()
-        try:
-            return self._verify(completion, reference, t0)
-        except Exception as e:  # a bug of ours; never blame the completion
-            return Verdict(0.0, Status.ERROR, None, f"{type(e).__name__}: {e}", _dt(t0))
-
-    def _verify(self, completion: Any, reference: Any, t0: float) -> Verdict:
-        if not isinstance(completion, str):
-            return Verdict(0.0, Status.ERROR, None, f"completion must be a str, got {completion!r}")
-        gold = parse_number(reference) if isinstance(reference, str) else None
+    def _verify(self, completion: str, reference: str, t0: float) -> Verdict:
+        gold = parse_number(reference)
         if gold is None:
             return Verdict(0.0, Status.ERROR, None, f"reference is not a number: {reference!r}")
         ext = self.extract(completion)
         if ext is None:
-            return Verdict(0.0, Status.UNPARSABLE, None, "no number found", _dt(t0))
+            return Verdict(0.0, Status.UNPARSABLE, None, "no number found", elapsed(t0))
         if parse_number(ext.answer) is None:
             reason = f"{ext.rule}; not a number" if ext.answer else f"{ext.rule}; empty answer"
-            return Verdict(0.0, Status.INCORRECT, ext.answer, reason, _dt(t0))
+            return Verdict(0.0, Status.INCORRECT, ext.answer, reason, elapsed(t0))
         tol = self.config.rel_tol
         if ext.hedged and not all(numbers_equal(c, ext.candidates[0], tol) for c in ext.candidates):
             return Verdict(
@@ -108,12 +97,8 @@ class GSM8KVerifier(Verifier):
                 Status.INCORRECT,
                 ext.answer,
                 f"{ext.rule}; hedged: {len(ext.candidates)} different numbers",
-                _dt(t0),
+                elapsed(t0),
             )
         if numbers_equal(ext.answer, gold, tol):
-            return Verdict(1.0, Status.CORRECT, ext.answer, f"{ext.rule}; equal", _dt(t0))
-        return Verdict(0.0, Status.INCORRECT, ext.answer, f"{ext.rule}; different", _dt(t0))
-
-
-def _dt(t0: float) -> float:
-    return time.perf_counter() - t0
+            return Verdict(1.0, Status.CORRECT, ext.answer, f"{ext.rule}; equal", elapsed(t0))
+        return Verdict(0.0, Status.INCORRECT, ext.answer, f"{ext.rule}; different", elapsed(t0))
