@@ -11,6 +11,8 @@ import gzip
 import io
 import json
 import os
+import socket
+import urllib.parse
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -181,7 +183,23 @@ def read_file(path: Path, source: DataSource | None = None) -> Iterator[Record]:
                 yield Record(shown, i, row)
 
 
+def _check_hub_reachable(timeout_s: float = 3.0) -> None:
+    """Fail fast when the hub cannot be reached, instead of after a minute of retries.
+    In offline mode ``datasets`` reads its local cache, so there is nothing to check."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urllib.parse.urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (443 if parsed.scheme != "http" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConnectionError(f"cannot connect to {host}:{port} ({exc})") from exc
+
+
 def _hub_records(hub: HubSource) -> list[Record]:
+    _check_hub_reachable()
     import datasets  # heavy import; only when the hub is actually used
 
     ds = datasets.load_dataset(hub.dataset, hub.config, split=hub.split)
