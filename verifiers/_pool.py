@@ -200,9 +200,12 @@ class WorkerPool:
         self.close()
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
+        # At interpreter shutdown module globals (contextlib included) may already be None.
+        try:
             for w in list(self._all):
                 w.kill()
+        except Exception:  # best effort; close() is the real clean-up
+            pass
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (for tests and monitoring)."""

@@ -1,0 +1,128 @@
+"""A per-job ``pids`` cgroup: a hard cap on processes and a way to kill every one of them.
+
+Why: RLIMIT_NPROC never binds a process whose real uid is host root (the kernel exempts root,
+user namespaces or not), so when the sandbox runs as root a fork bomb is only stopped by a
+cgroup's ``pids.max``. A cgroup also lists every process a job started, wherever it went, so
+the host can kill them all at the end.
+
+Used when a writable pids controller exists (as root, usually): cgroup v2 (``pids`` enabled in
+the root's ``cgroup.subtree_control``) or the v1 ``pids`` hierarchy. Otherwise absent, and the
+sandbox relies on RLIMIT_NPROC (which does bind non-root users).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+V2_ROOT = Path("/sys/fs/cgroup")
+V1_ROOT = Path("/sys/fs/cgroup/pids")
+PARENT_NAME = "brite-sandbox"
+
+
+@dataclass(frozen=True)
+class PidsController:
+    """Where job cgroups are created, and which cgroup version that is."""
+
+    parent: Path
+    version: int
+
+    def create(self, pids_max: int) -> JobCgroup:
+        path = self.parent / f"job-{uuid.uuid4().hex}"
+        path.mkdir()
+        try:
+            (path / "pids.max").write_text(str(pids_max))
+        except OSError:
+            path.rmdir()
+            raise
+        return JobCgroup(path, self.version)
+
+    def describe(self) -> str:
+        return f"cgroup v{self.version} pids.max ({self.parent})"
+
+
+@dataclass(frozen=True)
+class JobCgroup:
+    """One job's cgroup."""
+
+    path: Path
+    version: int
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def pids(self) -> list[int]:
+        try:
+            text = (self.path / "cgroup.procs").read_text()
+        except OSError:
+            return []
+        return [int(x) for x in text.split()]
+
+    def kill_all(self, budget_s: float = 5.0) -> int:
+        """SIGKILL everything in the cgroup until it is empty; the number left if not."""
+        kill_file = self.path / "cgroup.kill"
+        if self.version == 2 and kill_file.exists():
+            with contextlib.suppress(OSError):
+                kill_file.write_text("1")
+        end = time.monotonic() + budget_s
+        while True:
+            pids = self.pids()
+            if not pids:
+                return 0
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            if time.monotonic() > end:
+                return len(self.pids())
+            time.sleep(0.002)
+
+    def remove(self) -> None:
+        # A killed process leaves its cgroup once it is reaped by its parent: retry briefly.
+        for _ in range(500):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.01)
+
+
+def _try_parent(parent: Path, version: int) -> PidsController | None:
+    try:
+        parent.mkdir(exist_ok=True)
+        if version == 2:  # job cgroups below the parent need the controller delegated
+            (parent / "cgroup.subtree_control").write_text("+pids")
+        controller = PidsController(parent, version)
+        controller.create(8).remove()
+        return controller
+    except OSError:
+        return None
+
+
+def detect() -> tuple[PidsController | None, str]:
+    """A usable pids controller, or None and why not."""
+    if not hasattr(os, "geteuid"):
+        return None, "not a POSIX system"
+    controllers = V2_ROOT / "cgroup.controllers"
+    if controllers.is_file():
+        try:
+            enabled = (V2_ROOT / "cgroup.subtree_control").read_text().split()
+        except OSError:
+            enabled = []
+        if "pids" in enabled:
+            found = _try_parent(V2_ROOT / PARENT_NAME, 2)
+            if found is not None:
+                return found, ""
+        return None, "cgroup v2 without a writable pids controller"
+    if (V1_ROOT / "cgroup.procs").is_file():
+        found = _try_parent(V1_ROOT / PARENT_NAME, 1)
+        if found is not None:
+            return found, ""
+        return None, "cgroup v1 pids hierarchy is not writable"
+    return None, "no pids cgroup controller mounted"

@@ -1,0 +1,354 @@
+"""The code verifier and the HumanEval / HumanEval+ / BigCodeBench tasks.
+
+Default tests use a slice of each benchmark; ``-m slow`` runs the full acceptance sets
+(canonical 164/164 and ``return None`` 0/164 on HumanEval and HumanEval+, BigCodeBench-Hard's
+canonical pass rate over the tasks whose libraries are installed).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+import verifiers
+from brite_envs.data import DataSource
+from brite_envs.errors import DataNotAvailableError, EnvConfigError
+from brite_envs.tasks.code_tasks import BigCodeBench, BigCodeBenchHard, HumanEval, HumanEvalPlus
+from brite_envs.types import Problem
+from verifiers import Status, VerifierConfigError
+from verifiers.code import CodeVerifier, build_program, clear_oracle_cache, extract_code
+
+PROMPT = 'def add(a: int, b: int) -> int:\n    """Add two numbers."""\n'
+TEST = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n"
+REF = json.dumps({"kind": "humaneval", "prompt": PROMPT, "entry_point": "add", "test": TEST})
+
+
+@pytest.fixture(scope="module")
+def verifier() -> CodeVerifier:
+    return CodeVerifier(timeout_s=2)
+
+
+def _summary(verdicts: list[verifiers.Verdict]) -> collections.Counter[str]:
+    return collections.Counter(v.status.value for v in verdicts)
+
+
+# -- extraction -----------------------------------------------------------------------------
+
+
+def test_extract_takes_the_last_block_defining_the_entry_point() -> None:
+    text = (
+        "First try:\n```python\ndef add(a, b):\n    return a - b\n```\nFixed:\n"
+        "```python\ndef add(a, b):\n    return a + b\n```\nUsage:\n```python\nprint(add(1, 2))\n```"
+    )
+    assert extract_code(text, "add") == "def add(a, b):\n    return a + b\n"
+    assert extract_code("```\ndef add(a, b):\n    return a + b", "add") is not None  # unclosed
+    assert extract_code("", "add") is None
+    assert extract_code("   \n", "add") is None
+
+
+def test_build_program_handles_full_functions_bodies_and_prose() -> None:
+    full, cand = build_program("def add(a, b):\n    return a + b\n", PROMPT, "add")
+    assert full.startswith(PROMPT) and cand.startswith("def add")
+    body, cand = build_program("    return a + b\n", PROMPT, "add")
+    assert body == PROMPT + "    return a + b\n"
+    unindented, _ = build_program("return a + b", PROMPT, "add")
+    assert unindented == PROMPT + "    return a + b\n"
+    prose = "Sure!\n\ndef add(a, b):\n    return a + b\n\nThis adds the numbers."
+    program, cand = build_program(prose, PROMPT, "add")
+    assert "Sure" not in cand and "This adds" not in cand
+    compile(program, "x", "exec")
+    continuation, _ = build_program("    return a + b\n\nThe body above adds them.", PROMPT, "add")
+    compile(continuation, "x", "exec")
+
+
+# -- verdicts ---------------------------------------------------------------------------------
+
+
+def test_verdict_statuses(verifier: CodeVerifier) -> None:
+    cases = {
+        "```python\ndef add(a, b):\n    return a + b\n```": Status.CORRECT,
+        "    return a + b\n": Status.CORRECT,
+        "```python\ndef add(a, b):\n    return a * b\n```": Status.INCORRECT,
+        "```python\ndef add(a, b):\n    while True:\n        pass\n```": Status.TIMEOUT,
+        "I cannot solve this.": Status.UNPARSABLE,
+        "```python\n```": Status.UNPARSABLE,
+        "```python\ndef add(a, b)\n    return a + b\n```": Status.INCORRECT,
+        "```python\ndef add(a, b):\n    return a + b\ndel add\n```": Status.INCORRECT,
+        "```python\nimport nonexistent_module_xyz\ndef add(a, b):\n    return a + b\n```": (
+            Status.INCORRECT
+        ),
+    }
+    verdicts = verifier.verify_many(list(cases), [REF] * len(cases))
+    for (completion, expected), v in zip(cases.items(), verdicts, strict=True):
+        assert v.status is expected, (completion, v)
+        assert v.score == (1.0 if expected is Status.CORRECT else 0.0)
+    wrong = verdicts[2]
+    assert "assert candidate(1, 2) == 3" in wrong.reason  # the first failing test is named
+    assert "SyntaxError" in verdicts[6].reason
+    assert "does not define `add`" in verdicts[7].reason
+    assert "nonexistent_module_xyz" in verdicts[8].reason
+    assert verdicts[0].extracted and "return a + b" in verdicts[0].extracted
+
+
+def test_reward_hacks_do_not_pass(verifier: CodeVerifier) -> None:
+    hacks = [
+        "import sys\nsys.exit(0)",
+        "import os\nos._exit(0)",
+        'print(\'BRITE-RESULT x {"outcome": "passed"}\')\nimport os\nos._exit(0)',
+        "class Eq:\n    def __eq__(self, other):\n        return True\n"
+        "def add(a, b):\n    return Eq()",
+        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
+        "raise SystemExit(0)",
+    ]
+    completions = [f"```python\n{code}\n```" for code in hacks]
+    verdicts = verifier.verify_many(completions, [REF] * len(hacks))
+    for code, v in zip(hacks, verdicts, strict=True):
+        assert v.status is Status.INCORRECT, (code, v)
+
+
+def test_grading_failures_are_errors_not_incorrect(verifier: CodeVerifier) -> None:
+    bcb = json.dumps(
+        {
+            "kind": "bigcodebench",
+            "prompt": "def task_func():\n",
+            "entry_point": "task_func",
+            "test": "import unittest\nclass TestCases(unittest.TestCase):\n    pass\n",
+            "libs": ["os", "library_that_is_not_installed_xyz"],
+        }
+    )
+    v = verifier.verify("    return 1\n", bcb)
+    assert v.status is Status.ERROR and "library_that_is_not_installed_xyz" in v.reason
+    for bad in ("not json", json.dumps({"kind": "cobol"}), json.dumps({"kind": "humaneval"})):
+        v = verifier.verify("    return 1\n", bad)
+        assert v.status is Status.ERROR and "malformed" in v.reason
+    # A module the tests need but this machine lacks is a grading failure too.
+    needs = json.dumps(
+        {
+            "kind": "bigcodebench",
+            "prompt": "def task_func():\n",
+            "entry_point": "task_func",
+            "test": "import unittest\nimport absent_test_dep_xyz\n"
+            "class TestCases(unittest.TestCase):\n    def test_a(self):\n        pass\n",
+            "libs": [],
+        }
+    )
+    v = verifier.verify("    return 1\n", needs)
+    assert v.status is Status.ERROR and "absent_test_dep_xyz" in v.reason, v
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(VerifierConfigError, match="timeout_s must be a number > 0 or None, got -1"):
+        CodeVerifier(timeout_s=-1)
+    with pytest.raises(VerifierConfigError, match="unknown code verifier option"):
+        CodeVerifier(timeuot_s=3)
+    with pytest.raises(VerifierConfigError, match="backend must be one of"):
+        CodeVerifier(backend="quantum")
+    assert isinstance(verifiers.get("code", timeout_s=3), CodeVerifier)
+
+
+# -- HumanEval --------------------------------------------------------------------------------
+
+
+def _check_slice(task: HumanEval, problems: list[Problem]) -> None:
+    start = time.perf_counter()
+    ref = task.grade_many(problems, [task.reference_completion(p) for p in problems])
+    wrong = task.grade_many(problems, [task.wrong_completion(p) for p in problems])
+    took = time.perf_counter() - start
+    failed_ref = [(p.id, v.reason) for p, v in zip(problems, ref, strict=True) if not v.correct]
+    passed_wrong = [p.id for p, v in zip(problems, wrong, strict=True) if v.correct]
+    print(
+        f"{task.name}: canonical {sum(v.correct for v in ref)}/{len(problems)}, return-None "
+        f"{sum(v.correct for v in wrong)}/{len(problems)} ({_summary(wrong)}) in {took:.1f}s"
+    )
+    assert not failed_ref, failed_ref
+    assert not passed_wrong, passed_wrong
+    assert all(v.status is Status.INCORRECT for v in wrong), _summary(wrong)
+
+
+def test_humaneval_loads_and_prompts(data_dir: Path) -> None:
+    task = HumanEval()
+    assert task.data_location().startswith("local:")
+    assert len(task) == 164
+    p = task[0]
+    assert p.id == "HumanEval/0" and p.meta.extra["entry_point"] == "has_close_elements"
+    assert p.reference.startswith(p.question)
+    prompt = task.render_prompt(p)
+    assert p.question.strip() in prompt and "```python" in prompt
+    hinted = task.render_prompt(p, hinted=True)
+    assert p.reference.strip() in hinted
+    assert task.unavailable_reason(p) is None
+
+
+def test_humaneval_slice(data_dir: Path) -> None:
+    task = HumanEval()
+    _check_slice(task, list(task.problems)[:40])
+
+
+@pytest.mark.slow
+def test_humaneval_all_164(data_dir: Path) -> None:
+    task = HumanEval()
+    _check_slice(task, list(task.problems))
+
+
+def test_missing_data_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(DataNotAvailableError, match=r"HumanEval\.jsonl\.gz"):
+        HumanEval(path=tmp_path).problems  # noqa: B018
+
+
+# -- HumanEval+ -------------------------------------------------------------------------------
+
+# Float outputs with atol, the find_zero oracle, huge exact outputs (digests), plain cases.
+PLUS_SLICE = ("HumanEval/0", "HumanEval/2", "HumanEval/4", "HumanEval/15", "HumanEval/32")
+
+
+def test_humanevalplus_slice_and_oracle_cache(data_dir: Path, tmp_path: Path) -> None:
+    clear_oracle_cache()
+    task = HumanEvalPlus(verifier_config={"cache_dir": str(tmp_path)})
+    assert len(task) == 164
+    problems = [task[task.index_of(i)] for i in PLUS_SLICE]
+    ref = json.loads(problems[0].verifier_reference)
+    assert ref["kind"] == "humanevalplus" and ref["plus_input"] and ref["base_input"]
+    _check_slice(task, problems)
+    cached = list((tmp_path / "humanevalplus").glob("*.pkl"))
+    assert len(cached) == len(PLUS_SLICE)
+    verdict = task.grade(problems[0], task.reference_completion(problems[0]))
+    assert "base" in verdict.reason and "plus" in verdict.reason
+    # A fresh process (empty memory cache) reads the disk cache instead of recomputing.
+    clear_oracle_cache()
+    start = time.perf_counter()
+    again = task.grade_many(problems, [task.reference_completion(p) for p in problems])
+    assert all(v.correct for v in again)
+    print(f"graded {len(problems)} from the disk cache in {time.perf_counter() - start:.1f}s")
+
+
+def test_humanevalplus_catches_what_base_tests_miss(data_dir: Path, tmp_path: Path) -> None:
+    task = HumanEvalPlus(verifier_config={"cache_dir": str(tmp_path)})
+    p = task[task.index_of("HumanEval/0")]
+    # Correct on the original tests, wrong for the plus inputs' negative thresholds.
+    sloppy = (
+        "```python\nfrom typing import List\n\n"
+        "def has_close_elements(numbers: List[float], threshold: float) -> bool:\n"
+        "    if len(numbers) > 10:\n        return False\n"
+        "    return any(abs(a - b) < threshold for i, a in enumerate(numbers)"
+        " for b in numbers[i + 1:])\n```"
+    )
+    base_task = HumanEvalPlus(base_only=True, verifier_config={"cache_dir": str(tmp_path)})
+    assert base_task.grade(base_task[0], sloppy).correct
+    v = task.grade(p, sloppy)
+    assert v.status is Status.INCORRECT and "plus input" in v.reason, v
+    with pytest.raises(EnvConfigError):
+        HumanEvalPlus(base_only="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_humanevalplus_all_164(data_dir: Path, tmp_path: Path) -> None:
+    clear_oracle_cache()
+    task = HumanEvalPlus(verifier_config={"cache_dir": str(tmp_path)})
+    _check_slice(task, list(task.problems))
+
+
+# -- BigCodeBench -----------------------------------------------------------------------------
+
+BCB_SLICE = ("BigCodeBench/928", "BigCodeBench/765", "BigCodeBench/509", "BigCodeBench/579")
+
+
+def test_bigcodebench_loads_both_versions_and_splits(data_dir: Path) -> None:
+    full = BigCodeBench()
+    assert len(full) == 1140
+    assert "BigCodeBench-v0.1.4" in full.data_location()
+    assert len(BigCodeBench(version="v0.1.0")) == 1140
+    instruct = BigCodeBench(split="instruct")
+    p, q = full[0], instruct[0]
+    assert p.id == q.id and p.question != q.question and p.reference == q.reference
+    assert "```python" in instruct.render_prompt(q)
+    with pytest.raises(EnvConfigError, match="split"):
+        BigCodeBench(split="chat")  # type: ignore[arg-type]
+    with pytest.raises(EnvConfigError, match="version"):
+        BigCodeBench(version="v9")
+
+
+def test_bigcodebench_hard_slice(data_dir: Path) -> None:
+    task = BigCodeBenchHard()
+    assert len(task) == 148
+    missing = [p for p in task.problems if task.unavailable_reason(p)]
+    for p in missing[:3]:
+        reason = task.unavailable_reason(p)
+        v = task.grade(p, task.reference_completion(p))
+        assert v.status is Status.ERROR, v
+        first = reason.split(": ", 1)[1].split(", ")[0] if reason else ""
+        assert first and first in v.reason
+    problems = [task[task.index_of(i)] for i in BCB_SLICE]
+    skip = {p.id: task.unavailable_reason(p) for p in problems if task.unavailable_reason(p)}
+    if skip:
+        pytest.skip(f"libraries missing here: {skip}")
+    ref = task.grade_many(problems, [task.reference_completion(p) for p in problems])
+    failed = [(p.id, v.reason) for p, v in zip(problems, ref, strict=True) if not v.correct]
+    assert not failed, failed
+    wrong = task.grade_many(problems, [task.wrong_completion(p) for p in problems])
+    assert all(v.status is Status.INCORRECT for v in wrong), [v.reason for v in wrong]
+    assert "tests failed; first:" in wrong[0].reason
+
+
+@pytest.mark.slow
+def test_bigcodebench_hard_canonical_pass_rate(data_dir: Path) -> None:
+    task = BigCodeBenchHard()
+    problems = list(task.problems)
+    missing = collections.Counter()
+    runnable = []
+    for p in problems:
+        reason = task.unavailable_reason(p)
+        if reason:
+            missing.update(reason.split(": ", 1)[1].split(", "))
+        else:
+            runnable.append(p)
+    start = time.perf_counter()
+    verdicts = task.grade_many(runnable, [task.reference_completion(p) for p in runnable])
+    took = time.perf_counter() - start
+    passed = sum(v.correct for v in verdicts)
+    print(
+        f"\nBigCodeBench-Hard: {len(problems)} tasks, {len(problems) - len(runnable)} not "
+        f"runnable (missing: {dict(missing.most_common())}); canonical passes {passed}/"
+        f"{len(runnable)} runnable ({_summary(verdicts)}) in {took:.0f}s"
+    )
+    for p, v in zip(runnable, verdicts, strict=True):
+        if not v.correct:
+            print(f"  {p.id}: {v.status} {v.reason[:200]}")
+    # The failures seen here come from library versions newer than the benchmark's pins,
+    # tasks that need the internet, and undeclared optional dependencies, not the sandbox.
+    assert passed >= 0.85 * len(runnable)
+    assert not any(v.status is Status.UNPARSABLE for v in verdicts)
+
+
+def test_local_source_layout_is_the_shared_one() -> None:
+    assert HumanEval.source == DataSource(
+        "humaneval", "HumanEval.jsonl.gz", hub=HumanEval.source.hub
+    )
+    assert HumanEvalPlus.source.hub is not None
+    assert HumanEvalPlus.source.hub.dataset == "evalplus/humanevalplus"
+
+
+def test_humanevalplus_hub_rows_without_input_lists_use_their_check(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # Hub exports of HumanEval+ may carry the inputs inside `test` instead of input lists.
+    row = HumanEval()[2]
+    grading = json.loads(row.verifier_reference)
+    record = {
+        "task_id": row.id,
+        "prompt": grading["prompt"],
+        "entry_point": grading["entry_point"],
+        "canonical_solution": row.reference[len(grading["prompt"]) :],
+        "test": grading["test"],
+        "atol": 0,
+    }
+    path = tmp_path / "HumanEvalPlus.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    task = HumanEvalPlus(path=path)
+    (p,) = task.problems
+    assert json.loads(p.verifier_reference)["kind"] == "humaneval"
+    assert task.grade(p, task.reference_completion(p)).correct
+    assert task.grade(p, task.wrong_completion(p)).status is Status.INCORRECT

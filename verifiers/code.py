@@ -1,0 +1,791 @@
+"""The code verifier: runs a completion's program against a task's tests in the sandbox.
+
+The reference is a JSON object (``Problem.grading_reference``) with a ``kind``:
+
+* ``humaneval``: ``prompt``, ``entry_point``, ``test`` (defines ``check(candidate)``).
+* ``humanevalplus``: ``prompt``, ``entry_point``, ``canonical`` (a full reference program),
+  ``base_input``, ``plus_input``, ``atol`` and optional ``base_only``. Expected outputs come
+  from running ``canonical`` in the sandbox once; they are cached in memory and on disk.
+* ``bigcodebench``: ``prompt``, ``entry_point``, ``test`` (unittest ``TestCases``), ``libs``.
+
+Optional ``timeout_s`` / ``memory_mb`` in the reference override the per-kind defaults;
+:class:`CodeVerifierConfig` values override both.
+
+Statuses: tests pass -> CORRECT; a failing test, crash, wrong output or memory blow-up ->
+INCORRECT (the reason names the first failing test); the sandbox's time limit -> TIMEOUT; the
+sandbox failing, or a library the task needs missing here -> ERROR (never INCORRECT); no code
+in the completion -> UNPARSABLE.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import pickle
+import re
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import sandbox
+from sandbox import ExecResult, ExecStatus, Job
+from verifiers.base import Status, Verdict, Verifier
+from verifiers.errors import VerifierConfigError
+
+HARNESS_SOURCE = (Path(sandbox.__file__).with_name("code_harness.py")).read_text(encoding="utf-8")
+RESULT_PREFIX = "BRITE-RESULT"
+NONCE_VAR = "BRITE_HARNESS_NONCE"
+CACHE_ENV = "BRITE_CACHE_DIR"
+KINDS = ("humaneval", "humanevalplus", "bigcodebench")
+_ORACLE_VERSION = "1"
+"""Bump when the oracle's output format changes, so stale disk caches are ignored."""
+
+# Per-kind sandbox limits: (timeout_s, memory_mb). BigCodeBench imports pandas, matplotlib and
+# friends, which need far more address space than a HumanEval function.
+KIND_LIMITS: Mapping[str, tuple[float, int]] = {
+    "humaneval": (10.0, 2048),
+    "humanevalplus": (60.0, 2048),
+    "bigcodebench": (120.0, 8192),
+}
+
+
+@dataclass(frozen=True)
+class CodeVerifierConfig:
+    """Options of :class:`CodeVerifier` (``verifiers.get("code", **options)``)."""
+
+    timeout_s: float | None = None
+    """Sandbox wall-clock limit per program; None uses the per-kind default."""
+    memory_mb: int | None = None
+    """Sandbox address-space limit; None uses the per-kind default."""
+    concurrency: int | None = None
+    """Programs run at once by ``verify_many``; None means one per CPU."""
+    backend: str = "process"
+    min_time_limit_s: float = 1.0
+    """HumanEval+: per-input limit is max(this, time_limit_factor * reference time)."""
+    time_limit_factor: float = 4.0
+    max_io_time_s: float = 60.0
+    """HumanEval+: cap on the sum of per-input limits (evalplus' per-task timeout)."""
+    startup_s: float = 5.0
+    """Added to computed HumanEval+ limits for interpreter start-up and imports."""
+    oracle_timeout_s: float = 300.0
+    """Limit for computing a problem's expected outputs from its reference program."""
+    cache_dir: str | None = None
+    """Where expected outputs are cached; default ``$BRITE_CACHE_DIR`` or ~/.cache/brite."""
+    disk_cache: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "min_time_limit_s",
+            "time_limit_factor",
+            "max_io_time_s",
+            "startup_s",
+            "oracle_timeout_s",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise VerifierConfigError(
+                    f"CodeVerifierConfig.{name} must be a number > 0, got {value!r}"
+                )
+        if self.timeout_s is not None and (
+            isinstance(self.timeout_s, bool)
+            or not isinstance(self.timeout_s, (int, float))
+            or self.timeout_s <= 0
+        ):
+            raise VerifierConfigError(
+                f"CodeVerifierConfig.timeout_s must be a number > 0 or None, got {self.timeout_s!r}"
+            )
+        if self.memory_mb is not None and (
+            isinstance(self.memory_mb, bool)
+            or not isinstance(self.memory_mb, int)
+            or self.memory_mb < 64
+        ):
+            raise VerifierConfigError(
+                f"CodeVerifierConfig.memory_mb must be an int >= 64 or None, got {self.memory_mb!r}"
+            )
+        if self.concurrency is not None and (
+            isinstance(self.concurrency, bool)
+            or not isinstance(self.concurrency, int)
+            or self.concurrency < 1
+        ):
+            raise VerifierConfigError(
+                "CodeVerifierConfig.concurrency must be an int >= 1 or None, got "
+                f"{self.concurrency!r}"
+            )
+        if self.backend not in sandbox.available_backends():
+            raise VerifierConfigError(
+                f"CodeVerifierConfig.backend must be one of {sandbox.available_backends()}, "
+                f"got {self.backend!r}"
+            )
+
+
+# -- extracting code from a completion -----------------------------------------------------
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+_PY_TAGS = ("", "python", "py", "python3", "py3", "pycon", "ipython")
+_CODE_START = re.compile(r"^(def |async def |class |import |from \S+ import |@)")
+
+
+def _parses(code: str) -> bool:
+    """Whether ``code`` compiles (a full compile also rejects a ``return`` outside a function,
+    which a parse alone accepts). Nothing is executed."""
+    try:
+        _compile_quietly(code, "<candidate>")
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+        return False
+    return True
+
+
+def _compile_quietly(code: str, filename: str) -> None:
+    """Compile without executing, silencing the candidate's SyntaxWarnings (bad escapes)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compile(code, filename, "exec", dont_inherit=True)
+
+
+def _defines(code: str, name: str | None) -> bool:
+    if not name:
+        return False
+    return (
+        re.search(rf"^\s*(async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+    )
+
+
+def _trim_to_code(text: str, *, min_lines: int = 1) -> str | None:
+    """The longest parseable run of lines starting at the first code-looking line."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if _CODE_START.match(line)]
+    for start in starts[:5]:
+        for end in range(min(len(lines), start + 400), start + min_lines - 1, -1):
+            chunk = "\n".join(lines[start:end]).strip("\n")
+            if chunk.strip() and _parses(chunk):
+                return chunk + "\n"
+    return None
+
+
+def extract_code(completion: str, entry_point: str | None = None) -> str | None:
+    """The program text in ``completion``: the last fenced Python block that defines
+    ``entry_point`` (else the last Python block), or the raw text when there are no fences.
+    None when there is no code at all."""
+    if not isinstance(completion, str) or not completion.strip():
+        return None
+    found = _FENCE.findall(completion)
+    blocks = [(tag.lower(), body) for tag, body in found if body.strip()]
+    if found and not blocks:
+        return None  # only empty code blocks
+    if blocks:
+        python = [b for t, b in blocks if t in _PY_TAGS] or [b for _, b in blocks]
+        defining = [b for b in python if _defines(b, entry_point)]
+        chosen = (defining or python)[-1]
+        return chosen.strip("\n") + "\n"
+    return completion
+
+
+def _prompt_prefix(prompt: str) -> str:
+    """What of the prompt to keep before a full candidate program: the whole prompt when it
+    is valid code on its own (imports, helpers, the stub), else its import lines."""
+    if _parses(prompt):
+        return prompt
+    stub = prompt.rstrip() + "\n    pass\n"
+    if _parses(stub):
+        return stub
+    imports = [ln for ln in prompt.splitlines() if re.match(r"^(import |from \S+ import )", ln)]
+    return "\n".join(imports) + "\n" if imports else ""
+
+
+def build_program(code: str, prompt: str, entry_point: str) -> tuple[str, str]:
+    """The runnable program for candidate ``code`` and the candidate part of it.
+
+    A candidate that defines ``entry_point`` is appended to the prompt's imports and helpers;
+    anything else is taken as the body that continues the prompt (indented if need be)."""
+    if _defines(code, entry_point):
+        if not _parses(code):
+            trimmed = _trim_to_code(code)
+            if trimmed is not None and _defines(trimmed, entry_point):
+                code = trimmed
+        return _prompt_prefix(prompt) + "\n\n" + code, code
+    body = code if code.endswith("\n") else code + "\n"
+    options = [body]
+    if body.strip() and not body[:1].isspace():
+        options.append(textwrap.indent(body, "    "))
+    base = prompt if prompt.endswith("\n") else prompt + "\n"
+    for option in options:
+        if _parses(base + option):
+            return base + option, option
+    # Prose after the body: keep the longest leading run of lines that still parses.
+    for option in options:
+        lines = option.splitlines()
+        for end in range(min(len(lines), 400), 0, -1):
+            chunk = "\n".join(lines[:end]) + "\n"
+            if chunk.strip() and _parses(base + chunk):
+                return base + chunk, chunk
+    return base + options[-1], options[-1]
+
+
+# -- expected outputs (HumanEval+) ----------------------------------------------------------
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Plain data only: the payload comes out of the sandbox."""
+
+    _ALLOWED = frozenset({("builtins", "complex"), ("builtins", "set"), ("builtins", "frozenset")})
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
+
+
+def _safe_loads(data: bytes) -> Any:
+    return _SafeUnpickler(io.BytesIO(data)).load()
+
+
+_oracle_memory: dict[str, dict[str, Any]] = {}
+_oracle_lock = threading.Lock()
+
+
+def clear_oracle_cache() -> None:
+    """Forget the expected outputs held in memory (the disk cache is kept)."""
+    with _oracle_lock:
+        _oracle_memory.clear()
+
+
+def _default_cache_dir() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "brite"
+
+
+# -- the verifier ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def importable(module: str) -> bool:
+    """Whether top-level ``module`` can be found by this interpreter (the sandbox's too)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+@dataclass
+class _Item:
+    """One completion on its way through grading."""
+
+    start: float
+    verdict: Verdict | None = None
+    ref: dict[str, Any] | None = None
+    code: str | None = None
+    program: str | None = None
+    oracle_key: str | None = None
+    job: Job | None = None
+    nonce: str = ""
+    prep_s: float = 0.0
+    run_s: float | None = None
+    """The sandbox's wall time, once run; the verdict's elapsed_s is preparation plus this."""
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe_error(err: Mapping[str, Any] | None) -> str:
+    if not err:
+        return "an unknown error"
+    text = f"{err.get('type', 'Error')}"
+    if err.get("message"):
+        text += f": {_short(err['message'], 160)}"
+    if err.get("file"):
+        text += f" at {err['file']} line {err.get('line')}"
+        if err.get("source"):
+            text += f" `{_short(err['source'], 120)}`"
+    return text
+
+
+class CodeVerifier(Verifier):
+    """Grades code completions by running them with the task's tests in the sandbox."""
+
+    name = "code"
+
+    def __init__(self, config: CodeVerifierConfig | None = None, **options: Any) -> None:
+        if config is not None and options:
+            raise VerifierConfigError(
+                f"pass either a CodeVerifierConfig or keyword options, not both (got {options})"
+            )
+        if config is None:
+            known = {f.name for f in fields(CodeVerifierConfig)}
+            unknown = sorted(set(options) - known)
+            if unknown:
+                raise VerifierConfigError(
+                    f"unknown code verifier option(s) {unknown}; known options: {sorted(known)}"
+                )
+            config = CodeVerifierConfig(**options)
+        self.config = config
+
+    # -- public API ------------------------------------------------------------------------
+    def verify(self, completion: str, reference: str) -> Verdict:
+        return self.verify_many([completion], [reference])[0]
+
+    def verify_many(self, completions: Sequence[str], references: Sequence[str]) -> list[Verdict]:
+        if len(completions) != len(references):
+            raise ValueError(
+                f"verify_many got {len(completions)} completions but {len(references)} references"
+            )
+        items = [
+            self._guarded(_Item(start=time.perf_counter()), self._prepare, c, r)
+            for c, r in zip(completions, references, strict=True)
+        ]
+        try:
+            self._ensure_oracles(items)
+        except Exception as exc:  # never raise for what a completion or reference contains
+            for item in items:
+                if item.verdict is None and item.oracle_key:
+                    item.verdict = self._verdict(
+                        item, Status.ERROR, f"internal error computing expected outputs: {exc}"
+                    )
+        for item in items:
+            if item.verdict is None:
+                self._guarded(item, self._make_job, item)
+        pending = [i for i in items if i.verdict is None and i.job is not None]
+        results = sandbox.run_many(
+            [i.job for i in pending if i.job is not None],
+            concurrency=self.config.concurrency,
+            backend=self.config.backend,
+        )
+        for item, result in zip(pending, results, strict=True):
+            item.run_s = result.wall_s
+            self._guarded(item, self._judge, item, result)
+        return [i.verdict for i in items if i.verdict is not None]
+
+    def _guarded(self, item: _Item, step: Any, *args: Any) -> _Item:
+        """Run one grading step; anything unexpected becomes an ERROR verdict, never a raise."""
+        try:
+            out = step(*args)
+        except Exception as exc:
+            item.verdict = self._verdict(
+                item, Status.ERROR, f"internal error while grading: {type(exc).__name__}: {exc}"
+            )
+            return item
+        if isinstance(out, _Item):
+            return out
+        if isinstance(out, Verdict):
+            item.verdict = out
+        return item
+
+    # -- stage 1: parse the reference and the completion ------------------------------------
+    def _verdict(
+        self, item: _Item, status: Status, reason: str, *, score: float | None = None
+    ) -> Verdict:
+        value = score if score is not None else (1.0 if status is Status.CORRECT else 0.0)
+        elapsed = time.perf_counter() - item.start
+        if item.run_s is not None:  # batch grading: count this item's own work, not the batch's
+            elapsed = item.prep_s + item.run_s
+        return Verdict(value, status, item.code, reason, elapsed)
+
+    def _prepare(self, completion: str, reference: str) -> _Item:
+        item = _Item(start=time.perf_counter())
+        try:
+            ref = json.loads(reference)
+            if not isinstance(ref, dict):
+                raise ValueError("not a JSON object")
+            kind = ref.get("kind")
+            if kind not in KINDS:
+                raise ValueError(f"'kind' must be one of {KINDS}, got {kind!r}")
+            for key in ("prompt", "entry_point"):
+                if not isinstance(ref.get(key), str):
+                    raise ValueError(f"missing string field {key!r}")
+            needed = (
+                ("canonical", "base_input", "plus_input") if kind == "humanevalplus" else ("test",)
+            )
+            for key in needed:
+                if key not in ref:
+                    raise ValueError(f"missing field {key!r} for kind {kind!r}")
+            libs = ref.get("libs") or []
+            if not isinstance(libs, list) or not all(isinstance(x, str) for x in libs):
+                raise ValueError(f"'libs' must be a list of module names, got {libs!r}")
+        except (ValueError, TypeError) as exc:
+            item.verdict = self._verdict(
+                item, Status.ERROR, f"malformed code grading reference: {exc}"
+            )
+            return item
+        item.ref = ref
+        if kind == "bigcodebench":
+            missing = [lib for lib in ref.get("libs") or [] if not importable(lib)]
+            if missing:
+                item.verdict = self._verdict(
+                    item,
+                    Status.ERROR,
+                    "cannot grade here: the task needs libraries that are not installed: "
+                    + ", ".join(missing),
+                )
+                return item
+        code = extract_code(completion, ref["entry_point"])
+        if code is None:
+            item.verdict = self._verdict(item, Status.UNPARSABLE, "no code found in the completion")
+            return item
+        program, candidate = build_program(code, ref["prompt"], ref["entry_point"])
+        item.code = candidate
+        if not candidate.strip():
+            item.verdict = self._verdict(item, Status.UNPARSABLE, "no code found in the completion")
+            return item
+        if not _FENCE.search(completion) and not _parses(program):
+            # Raw text that is not code in any reading (no fences to say it was meant as code).
+            item.verdict = self._verdict(
+                item, Status.UNPARSABLE, "no compilable code found in the completion"
+            )
+            return item
+        try:
+            _compile_quietly(program, "solution.py")
+        except SyntaxError as exc:
+            item.verdict = self._verdict(
+                item,
+                Status.INCORRECT,
+                f"the program does not compile: SyntaxError: {exc.msg} (line {exc.lineno})",
+            )
+            return item
+        except (ValueError, RecursionError, MemoryError) as exc:
+            item.verdict = self._verdict(
+                item, Status.INCORRECT, f"the program does not compile: {type(exc).__name__}"
+            )
+            return item
+        item.program = program
+        if kind == "humanevalplus":
+            item.oracle_key = self._oracle_key(ref)
+        item.prep_s = time.perf_counter() - item.start
+        return item
+
+    # -- stage 2: expected outputs for HumanEval+ -------------------------------------------
+    def _sets(self, ref: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
+        sets = [("base", _as_list(ref["base_input"]))]
+        if not ref.get("base_only"):
+            sets.append(("plus", _as_list(ref["plus_input"])))
+        return sets
+
+    def _oracle_key(self, ref: Mapping[str, Any]) -> str:
+        blob = json.dumps(
+            {
+                "v": _ORACLE_VERSION,
+                "canonical": ref["canonical"],
+                "entry_point": ref["entry_point"],
+                "sets": self._sets(ref),
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _cache_path(self, key: str) -> Path:
+        root = Path(self.config.cache_dir) if self.config.cache_dir else _default_cache_dir()
+        return root / "humanevalplus" / f"{key}.pkl"
+
+    def _load_oracle(self, key: str) -> dict[str, Any] | None:
+        with _oracle_lock:
+            if key in _oracle_memory:
+                return _oracle_memory[key]
+        if not self.config.disk_cache:
+            return None
+        path = self._cache_path(key)
+        try:
+            data = _safe_loads(path.read_bytes())
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError):
+            return None
+        with _oracle_lock:
+            _oracle_memory[key] = data
+        return data  # type: ignore[no-any-return]
+
+    def _store_oracle(self, key: str, data: dict[str, Any]) -> None:
+        with _oracle_lock:
+            _oracle_memory[key] = data
+        if not self.config.disk_cache:
+            return
+        path = self._cache_path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as fh:
+                fh.write(pickle.dumps(data, protocol=4))
+            os.replace(fh.name, path)
+        except OSError:
+            pass  # the cache is an optimisation; grading still works without it
+
+    def _ensure_oracles(self, items: Sequence[_Item]) -> None:
+        todo: dict[str, _Item] = {}
+        for item in items:
+            key = item.oracle_key
+            if item.verdict is None and key and key not in todo and self._load_oracle(key) is None:
+                todo[key] = item
+        if not todo:
+            return
+        nonces = {key: uuid.uuid4().hex for key in todo}
+        jobs = []
+        for key, item in todo.items():
+            assert item.ref is not None
+            sets = self._sets(item.ref)
+            jobs.append(
+                Job(
+                    HARNESS_SOURCE,
+                    files={
+                        "solution.py": item.ref["canonical"],
+                        "io.json": json.dumps([inputs for _, inputs in sets]),
+                        "spec.json": json.dumps(
+                            {"mode": "io_oracle", "entry_point": item.ref["entry_point"]}
+                        ),
+                    },
+                    timeout_s=self.config.oracle_timeout_s,
+                    memory_mb=max(4096, self._limits(item.ref)[1]),
+                    env={NONCE_VAR: nonces[key]},
+                    max_output_bytes=256 << 20,
+                )
+            )
+        results = sandbox.run_many(
+            jobs, concurrency=self.config.concurrency, backend=self.config.backend
+        )
+        for key, result in zip(todo, results, strict=True):
+            out = _parse_result(result.stdout, nonces[key])
+            if out is not None and out.get("outcome") == "oracle":
+                try:
+                    data = _safe_loads(base64.b64decode(out["payload"]))
+                    self._store_oracle(key, data)
+                    continue
+                except (pickle.UnpicklingError, ValueError, KeyError, TypeError, EOFError):
+                    pass
+            why = _describe_run_failure(result, out)
+            for other in items:
+                if other.verdict is None and other.oracle_key == key:
+                    other.verdict = self._verdict(
+                        other,
+                        Status.ERROR,
+                        "could not compute the expected outputs from the reference solution: "
+                        + why,
+                    )
+
+    # -- stage 3: the candidate's job --------------------------------------------------------
+    def _limits(self, ref: Mapping[str, Any]) -> tuple[float, int]:
+        timeout, memory = KIND_LIMITS[ref["kind"]]
+        if isinstance(ref.get("timeout_s"), (int, float)) and ref["timeout_s"] > 0:
+            timeout = float(ref["timeout_s"])
+        if isinstance(ref.get("memory_mb"), int) and ref["memory_mb"] >= 64:
+            memory = int(ref["memory_mb"])
+        if self.config.timeout_s is not None:
+            timeout = float(self.config.timeout_s)
+        if self.config.memory_mb is not None:
+            memory = self.config.memory_mb
+        return timeout, memory
+
+    def _make_job(self, item: _Item) -> None:
+        ref, program = item.ref, item.program
+        assert ref is not None and program is not None
+        item.nonce = uuid.uuid4().hex
+        timeout, memory = self._limits(ref)
+        kind = ref["kind"]
+        files: dict[str, str] = {"solution.py": program}
+        if kind == "humaneval":
+            files["tests.py"] = ref["test"]
+            spec: dict[str, Any] = {"mode": "check", "entry_point": ref["entry_point"]}
+        elif kind == "bigcodebench":
+            files["tests.py"] = ref["test"]
+            spec = {"mode": "unittest", "entry_point": ref["entry_point"]}
+        else:
+            assert item.oracle_key is not None
+            oracle = self._load_oracle(item.oracle_key)
+            assert oracle is not None
+            sets = self._sets(ref)
+            limits = [
+                [
+                    max(self.config.min_time_limit_s, self.config.time_limit_factor * t)
+                    for t in times
+                ]
+                for times in oracle["times"]
+            ]
+            files["io.json"] = json.dumps([inputs for _, inputs in sets])
+            files["expected.b64"] = base64.b64encode(
+                pickle.dumps(oracle["outputs"], protocol=4)
+            ).decode("ascii")
+            spec = {
+                "mode": "io",
+                "entry_point": ref["entry_point"],
+                "atol": float(ref.get("atol") or 0.0),
+                "sets": [name for name, _ in sets],
+                "time_limits": limits,
+            }
+            if self.config.timeout_s is None and not isinstance(ref.get("timeout_s"), (int, float)):
+                total = sum(sum(x) for x in limits)
+                timeout = min(self.config.max_io_time_s, total) + self.config.startup_s
+        files["spec.json"] = json.dumps(spec)
+        item.job = Job(
+            HARNESS_SOURCE,
+            files=files,
+            timeout_s=timeout,
+            memory_mb=memory,
+            env={NONCE_VAR: item.nonce},
+        )
+
+    # -- stage 4: the verdict ----------------------------------------------------------------
+    def _judge(self, item: _Item, result: ExecResult) -> Verdict:
+        """The verdict for one finished sandbox run."""
+        ref = item.ref
+        assert ref is not None
+        if result.sandbox_error:
+            return self._verdict(item, Status.ERROR, f"sandbox failure: {result.sandbox_error}")
+        out = _parse_result(result.stdout, item.nonce)
+        if out is None:
+            if result.status is ExecStatus.TIMEOUT:
+                return self._verdict(item, Status.TIMEOUT, f"timed out: {result.detail}")
+            return self._verdict(item, Status.INCORRECT, _describe_run_failure(result, None))
+        outcome = out.get("outcome")
+        kind = ref["kind"]
+        if outcome == "passed":
+            if kind == "humaneval":
+                reason = "passed: check() raised no assertion"
+            elif kind == "humanevalplus":
+                counts = out.get("counts") or []
+                parts = ", ".join(
+                    f"{name} {n}" for name, n in zip(("base", "plus"), counts, strict=False)
+                )
+                reason = f"passed all {out.get('inputs')} inputs ({parts})"
+            else:
+                reason = f"passed {out.get('tests')}/{out.get('tests')} unittest tests"
+            return self._verdict(item, Status.CORRECT, reason)
+        if outcome == "timeout":
+            return self._verdict(
+                item,
+                Status.TIMEOUT,
+                f"timed out on {out.get('set')} input #{out.get('index')} "
+                f"{_short(out.get('input', ''), 120)} (limit {out.get('limit_s', 0):.2g} s)",
+            )
+        if outcome == "harness_error":
+            return self._verdict(
+                item, Status.ERROR, f"the test harness failed: {_describe_error(out.get('error'))}"
+            )
+        missing = self._missing_module(ref, out)
+        if missing:
+            return self._verdict(
+                item,
+                Status.ERROR,
+                f"cannot grade here: library {missing!r} is not installed (ModuleNotFoundError)",
+            )
+        if outcome == "candidate_error":
+            return self._verdict(
+                item,
+                Status.INCORRECT,
+                f"the code failed while being defined: {_describe_error(out.get('error'))}",
+            )
+        if outcome == "missing_entry_point":
+            return self._verdict(
+                item, Status.INCORRECT, f"the code does not define `{ref['entry_point']}`"
+            )
+        if outcome == "test_error":
+            return self._verdict(
+                item,
+                Status.INCORRECT,
+                f"the tests could not run against this code: {_describe_error(out.get('error'))}",
+            )
+        return self._verdict(item, Status.INCORRECT, _describe_failure(kind, out))
+
+    @staticmethod
+    def _missing_module(ref: Mapping[str, Any], out: Mapping[str, Any]) -> str | None:
+        """A module missing on this machine that grading needs: raised inside a library or
+        the tests, or imported by the candidate but declared in the task's ``libs``. A module
+        the candidate alone chose to import is the candidate's problem (INCORRECT)."""
+        found: list[tuple[str, str]] = []  # (module, file it was raised in)
+        err = out.get("error") or {}
+        if err.get("type") in ("ModuleNotFoundError", "ImportError") and err.get("module"):
+            found.append((str(err["module"]), str(err.get("origin") or "")))
+        text = f"{err.get('message', '')}\n{out.get('trace') or ''}"
+        files = re.findall(r'File "([^"]+)"', str(out.get("trace") or ""))
+        origin = os.path.basename(files[-1]) if files else str(err.get("origin") or "")
+        for pattern in _MISSING_PATTERNS:
+            found += [(m, origin) for m in pattern.findall(text)]
+        declared = set(ref.get("libs") or [])
+        for name, where in found:
+            root = name.split(".")[0]
+            if importable(root):
+                continue
+            if where != "solution.py" or root in declared:
+                return root
+        return None
+
+
+_MISSING_PATTERNS = (
+    re.compile(r"No module named '([\w.]+)'"),
+    re.compile(r"Missing optional dependency '([\w.]+)'"),
+)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, list):
+        raise ValueError(f"inputs must be a JSON list, got {type(value).__name__}")
+    return value
+
+
+def _parse_result(stdout: str, nonce: str) -> dict[str, Any] | None:
+    """The harness's result line carrying our nonce (the last one, if several)."""
+    marker = f"{RESULT_PREFIX} {nonce} "
+    pos = stdout.rfind(marker)
+    if pos < 0 or not nonce:
+        return None
+    line = stdout[pos + len(marker) :].split("\n", 1)[0]
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _describe_run_failure(result: ExecResult, out: Mapping[str, Any] | None) -> str:
+    if out is not None:
+        if out.get("error"):
+            return f"{out.get('outcome')}: {_describe_error(out['error'])}"
+        return f"harness outcome {out.get('outcome')!r}"
+    if result.status is ExecStatus.OOM:
+        return f"ran out of memory: {result.detail}"
+    if result.status is ExecStatus.KILLED:
+        return f"the program was killed: {result.detail}"
+    if result.status is ExecStatus.TIMEOUT:
+        return f"timed out: {result.detail}"
+    tail = [ln for ln in result.stderr.strip().splitlines() if ln.strip()][-1:]
+    why = f" ({_short(tail[0], 160)})" if tail else ""
+    return f"the program exited with status {result.exit_code} before the tests finished{why}"
+
+
+def _describe_failure(kind: str, out: Mapping[str, Any]) -> str:
+    if kind == "humanevalplus":
+        where = f"{out.get('set')} input #{out.get('index')}"
+        if out.get("error"):
+            return (
+                f"failed on {where} {_short(out.get('input', ''), 120)}: "
+                f"raised {_describe_error(out['error'])}"
+            )
+        return (
+            f"wrong output on {where} {_short(out.get('input', ''), 120)}: got "
+            f"{_short(out.get('got', ''), 100)}, expected {_short(out.get('expected', ''), 100)}"
+        )
+    if kind == "bigcodebench" and out.get("test"):
+        trace = [ln for ln in str(out.get("trace", "")).strip().splitlines() if ln.strip()]
+        last = _short(trace[-1], 200) if trace else ""
+        return (
+            f"{out.get('failed')}/{out.get('tests')} tests failed; first: {out.get('test')} "
+            f"({out.get('kind')}): {last}"
+        )
+    err = out.get("error")
+    if isinstance(err, Mapping) and err.get("type") == "AssertionError" and err.get("source"):
+        msg = f": {_short(err['message'], 120)}" if err.get("message") else ""
+        return (
+            f"failed test at {err.get('file')} line {err.get('line')}: "
+            f"`{_short(err['source'], 160)}`{msg}"
+        )
+    return f"failed: {_describe_error(err if isinstance(err, Mapping) else None)}"
