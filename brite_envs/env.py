@@ -249,7 +249,3 @@ class ReasoningEnv(gym.Env[Any, Any]):
             print(text)
             return None
         return text
-
-    def close(self) -> None:
-        # The task's verifier may hold worker processes; tasks are shared, so only drop ours.
-        super().close()
