@@ -24,6 +24,7 @@ from brite_envs.task import Task
 from brite_envs.tokens import TokenCodec, TokenizerLike, load_tokenizer
 from brite_envs.types import Problem
 from verifiers import Verdict
+from verifiers.rubric import Rubric, as_rubric
 
 Mode = Literal["text", "token"]
 MAX_PROMPT_CHARS = 1_000_000
@@ -48,6 +49,16 @@ def resolve_task(task: Task | str, split: str | None, data_path: str | None) -> 
     return make_task(task, **kwargs)
 
 
+def score_completion(
+    rubric: Rubric | None, completion: str, verdict: Verdict, num_tokens: int | None
+) -> tuple[float, dict[str, float]]:
+    """The reward and its named components: O's score alone, or the rubric's weighted sum."""
+    if rubric is None:
+        return float(verdict.score), {"correctness": float(verdict.score)}
+    scored = rubric.score(completion, verdict, num_tokens)
+    return float(scored.total), dict(scored.components)
+
+
 class ReasoningEnv(gym.Env[Any, Any]):
     """A reasoning task as a Gymnasium environment graded by its verifier O.
 
@@ -62,6 +73,9 @@ class ReasoningEnv(gym.Env[Any, Any]):
         vocab_size: token mode: size of the action space, if the policy's logits are wider
             than ``len(tokenizer)``.
         split, data_path: forwarded to the task when it is given by name.
+        rubric: the reward as a weighted sum of named signals (a ``verifiers.Rubric`` or
+            ``{"correctness": 1.0, "format": 0.1, ...}``); default: O's score. Every
+            component is reported in ``info["reward_components"]``.
     """
 
     metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}  # noqa: RUF012
@@ -79,6 +93,7 @@ class ReasoningEnv(gym.Env[Any, Any]):
         vocab_size: int | None = None,
         split: str | None = None,
         data_path: str | None = None,
+        rubric: Rubric | Mapping[str, float] | None = None,
         render_mode: str | None = None,
     ) -> None:
         if mode not in ("text", "token"):
@@ -94,6 +109,7 @@ class ReasoningEnv(gym.Env[Any, Any]):
         if mode == "text" and tokenizer is not None:
             raise EnvConfigError("tokenizer is only used in token mode; pass mode='token'")
         self.task = resolve_task(task, split, data_path)
+        self.rubric = as_rubric(rubric)
         self.mode: Mode = mode
         self.hinted = hinted
         self.render_mode = render_mode
@@ -202,7 +218,8 @@ class ReasoningEnv(gym.Env[Any, Any]):
         self._completion = action
         verdict = self.task.grade(self.problem, action)
         self._done = True
-        return self._prompt_text, float(verdict.score), True, False, self._final_info(verdict)
+        reward, info = self._final(verdict, None)
+        return self._prompt_text, reward, True, False, info
 
     def _step_token(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         assert self.codec is not None
@@ -221,18 +238,20 @@ class ReasoningEnv(gym.Env[Any, Any]):
         self._completion = self.codec.decode(ids[:-1] if terminated else ids)
         verdict = self.task.grade(self.problem, self._completion)
         self._done = True
-        info = self._final_info(verdict)
+        reward, info = self._final(verdict, len(ids))
         info["completion_ids"] = ids.copy()
-        return self._token_obs(), float(verdict.score), terminated, truncated, info
+        return self._token_obs(), reward, terminated, truncated, info
 
-    def _final_info(self, verdict: Verdict) -> dict[str, Any]:
+    def _final(self, verdict: Verdict, num_tokens: int | None) -> tuple[float, dict[str, Any]]:
+        reward, components = score_completion(self.rubric, self._completion, verdict, num_tokens)
         problem = self.problem
-        return {
+        return reward, {
             "problem_id": problem.id,
             "index": self._index,
             "reference": problem.reference,
             "completion": self._completion,
             "verdict": verdict,
+            "reward_components": components,
         }
 
     # -- rendering --------------------------------------------------------------------------

@@ -13,19 +13,20 @@ further actions until ``reset(options={"reset_mask": mask})`` (or a full reset) 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from brite_envs.env import resolve_task
+from brite_envs.env import resolve_task, score_completion
 from brite_envs.errors import EnvConfigError, EpisodeStateError
 from brite_envs.spaces import TokenBatch, TokenIds
 from brite_envs.task import Task
 from brite_envs.tokens import TokenCodec, TokenizerLike, load_tokenizer
 from verifiers import Verdict
+from verifiers.rubric import Rubric, as_rubric
 
 
 class TokenVectorEnv(VectorEnv[Any, np.ndarray, np.ndarray]):
@@ -50,12 +51,14 @@ class TokenVectorEnv(VectorEnv[Any, np.ndarray, np.ndarray]):
         vocab_size: int | None = None,
         split: str | None = None,
         data_path: str | None = None,
+        rubric: Rubric | Mapping[str, float] | None = None,
     ) -> None:
         if num_envs < 1:
             raise EnvConfigError(f"num_envs must be >= 1, got {num_envs}")
         if max_new_tokens < 1:
             raise EnvConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.task = resolve_task(task, split, data_path)
+        self.rubric = as_rubric(rubric)
         self.num_envs = int(num_envs)
         self.hinted = hinted
         self.max_new_tokens = int(max_new_tokens)
@@ -209,10 +212,12 @@ class TokenVectorEnv(VectorEnv[Any, np.ndarray, np.ndarray]):
         if ended.size:
             self._done[ended] = True
             verdicts, completions = self._grade(ended, terminated)
-            rewards[ended] = [v.score for v in verdicts]
             verdict_col = np.full(self.num_envs, None, dtype=object)
             completion_col = np.full(self.num_envs, None, dtype=object)
+            components_col = np.full(self.num_envs, None, dtype=object)
             for row, v, c in zip(ended, verdicts, completions, strict=True):
+                n_tokens = int(self._lengths[row] - self._prompt_lengths[row])
+                rewards[row], components_col[row] = score_completion(self.rubric, c, v, n_tokens)
                 verdict_col[row] = v
                 completion_col[row] = c
             mask = np.zeros(self.num_envs, dtype=bool)
@@ -222,6 +227,8 @@ class TokenVectorEnv(VectorEnv[Any, np.ndarray, np.ndarray]):
                 "_verdict": mask,
                 "completion": completion_col,
                 "_completion": mask.copy(),
+                "reward_components": components_col,
+                "_reward_components": mask.copy(),
             }
         return self._obs(), rewards, terminated, truncated, infos
 

@@ -15,8 +15,11 @@ from typing import Any
 
 from verifiers.base import Status, Verdict, Verifier
 from verifiers.errors import UnknownVerifierError, VerifierConfigError, VerifierError
+from verifiers.rubric import Rubric, RubricScore
 
 __all__ = [
+    "Rubric",
+    "RubricScore",
     "Status",
     "UnknownVerifierError",
     "Verdict",
