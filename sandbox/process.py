@@ -20,6 +20,7 @@ everything in the PID namespace when it goes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -160,7 +161,8 @@ _plans: dict[tuple[Any, ...], _Plan] = {}
 _plans_lock = threading.Lock()
 
 
-def _needed_paths(python: str) -> list[Path]:
+@functools.lru_cache(maxsize=8)
+def _needed_paths(python: str) -> tuple[Path, ...]:
     """Host folders the interpreter needs; hidden folders containing them are re-exposed."""
     raw = [
         sys.prefix,
@@ -182,7 +184,20 @@ def _needed_paths(python: str) -> list[Path]:
     for q in out:
         if not any(q == m or q.is_relative_to(m) for m in minimal):
             minimal.append(q)
-    return minimal
+    return tuple(minimal)
+
+
+_PRIVATE_TMPFS = (Path("/tmp"), Path("/dev/shm"))
+
+
+def _rebind_under_tmpfs(python: str) -> list[str]:
+    """The private /tmp would hide an interpreter or virtualenv that lives under /tmp
+    (a CI checkout in /tmp, say): bind those folders back, read-only."""
+    args: list[str] = []
+    for n in _needed_paths(python):
+        if any(n.is_relative_to(t) for t in _PRIVATE_TMPFS):
+            args += ["--ro-bind", str(n), str(n)]
+    return args
 
 
 def _hide_args(config: ProcessConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -232,6 +247,7 @@ def _bwrap_prefix(config: ProcessConfig, hide_args: tuple[str, ...], workdir: st
         "/tmp",
         "--tmpfs",
         "/dev/shm",
+        *_rebind_under_tmpfs(config.python),
         *hide_args,
         "--bind",
         workdir,
