@@ -21,6 +21,9 @@ class UnknownTaskError(BriteEnvError, KeyError):
     def __str__(self) -> str:  # KeyError would otherwise quote the whole message
         return str(self.args[0])
 
+    def __reduce__(self) -> tuple[type, tuple[str, list[str]]]:
+        return (type(self), (self.name, self.known))
+
 
 class DataNotAvailableError(BriteEnvError, FileNotFoundError):
     """Neither a local copy nor the Hugging Face hub could provide a dataset."""
@@ -33,10 +36,14 @@ class MalformedRecordError(BriteEnvError, ValueError):
         self.file = file
         self.line = line
         self.field = field
+        self.problem = problem
         super().__init__(
             f"{file}:{line}: field {field!r} {problem}. Fix or remove this record; "
             "brite never drops malformed records silently."
         )
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, str, str]]:
+        return (type(self), (self.file, self.line, self.field, self.problem))
 
 
 class ProblemNotFoundError(BriteEnvError, KeyError):

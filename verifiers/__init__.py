@@ -14,18 +14,25 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from verifiers.base import Status, Verdict, Verifier
+from verifiers.distributed import RayConfig, RayVerifier
 from verifiers.errors import UnknownVerifierError, VerifierConfigError, VerifierError
 from verifiers.rubric import Rubric, RubricScore
+from verifiers.trl import TRLReward, TRLRewardConfig, as_trl_reward
 
 __all__ = [
+    "RayConfig",
+    "RayVerifier",
     "Rubric",
     "RubricScore",
     "Status",
+    "TRLReward",
+    "TRLRewardConfig",
     "UnknownVerifierError",
     "Verdict",
     "Verifier",
     "VerifierConfigError",
     "VerifierError",
+    "as_trl_reward",
     "available",
     "get",
     "register",
@@ -43,6 +50,8 @@ _BUILTIN: dict[str, str] = {
     "gsm8k": "verifiers.numeric:GSM8KVerifier",
     "choice": "verifiers.choice:ChoiceVerifier",
     "code": "verifiers.code:CodeVerifier",
+    # verifiers.get("ray", verifier="math", num_actors=2): any verifier, sharded over Ray actors
+    "ray": "verifiers.distributed:ray_verifier",
 }
 _registry: dict[str, VerifierFactory | str] = dict(_BUILTIN)
 _shared: dict[tuple[str, tuple[tuple[str, Any], ...]], Verifier] = {}

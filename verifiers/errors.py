@@ -10,6 +10,8 @@ class VerifierError(Exception):
 
 class UnknownVerifierError(VerifierError, KeyError):
     def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.known = list(known)
         super().__init__(
             f"unknown verifier {name!r}; known verifiers are: {', '.join(sorted(known))}. "
             "Add one with verifiers.register(name, factory) or the 'brite.verifiers' entry point."
@@ -17,6 +19,10 @@ class UnknownVerifierError(VerifierError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+    def __reduce__(self) -> tuple[type, tuple[str, list[str]]]:
+        # Picklable, so the error survives crossing process and Ray actor boundaries.
+        return (type(self), (self.name, self.known))
 
 
 class VerifierConfigError(VerifierError, ValueError):
