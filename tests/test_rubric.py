@@ -16,14 +16,15 @@ def arith() -> Arith:
     return Arith(size=20)
 
 
-def _v(status: Status, score: float = 0.0) -> Verdict:
-    return Verdict(score, status, None, "test")
+def _v(status: Status, score: float = 0.0, extracted: str | None = "3") -> Verdict:
+    return Verdict(score, status, extracted, "test")
 
 
 def test_builtin_signals_by_hand() -> None:
     assert Correctness()("x", _v(Status.CORRECT, 1.0), None) == 1.0
     assert AnswerFormat()("x", _v(Status.INCORRECT), None) == 1.0
-    assert AnswerFormat()("x", _v(Status.UNPARSABLE), None) == 0.0
+    assert AnswerFormat()("x", _v(Status.UNPARSABLE, extracted=None), None) == 0.0
+    assert AnswerFormat()("x", _v(Status.INCORRECT, extracted=None), None) == 0.0  # echo
     assert AnswerFormat()("x", _v(Status.TIMEOUT), None) == 0.0
     assert AnswerFormat(pattern=r"\\boxed\{")("so \\boxed{3}", _v(Status.ERROR), None) == 1.0
     assert LengthPenalty(budget=10)("x" * 10, _v(Status.CORRECT), None) == 0.0

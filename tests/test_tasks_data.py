@@ -181,6 +181,121 @@ def test_pickle_round_trip(data_dir: Path) -> None:
     assert [p.reference for p in clone.problems] == [p.reference for p in task.problems]
 
 
+# -- MATH subject and level filters ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("subjects", "levels", "count"),
+    [
+        (["Algebra"], None, 1187),
+        (["ALGEBRA"], None, 1187),
+        ("algebra", None, 1187),
+        (["intermediate_algebra"], None, 903),
+        (["Intermediate Algebra"], None, 903),
+        (["counting & probability", "number-theory"], None, 474 + 540),
+        (["Counting_and_Probability"], None, 474),
+        (None, [5], 1324),
+        (None, ["Level 5"], 1324),
+        (None, [1, "level 1", "1"], 437),
+        (None, 2, 894),
+        (["geometry"], [1, 2], None),
+    ],
+)
+def test_math_filters(data_dir: Path, subjects: Any, levels: Any, count: int | None) -> None:
+    full = _task(MATH, "test")
+    task = MATH(split="test", subjects=subjects, levels=levels)
+    problems = task.problems
+    if count is not None:
+        assert len(problems) == count
+    want_subjects = None if subjects is None else set(task.subjects or ())
+    want_levels = None if levels is None else {f"Level {n}" for n in task.levels or ()}
+    expected = [
+        p
+        for p in full.problems
+        if (want_subjects is None or p.meta.subject in want_subjects)
+        and (want_levels is None or p.meta.level in want_levels)
+    ]
+    # the same problems, in the same order, with the same ids and indices as the full split
+    assert [p.id for p in problems] == [p.id for p in expected]
+    assert list(problems) == expected
+    assert problems
+
+
+def test_math500_filters(data_dir: Path) -> None:
+    full = _task(MATH500)
+    algebra = MATH500(subjects=["algebra"])
+    assert len(algebra) == 124
+    assert {p.meta.subject for p in algebra.problems} == {"Algebra"}
+    hard = MATH500(levels=[5])
+    assert len(hard) == 134 and {p.meta.level for p in hard.problems} == {"Level 5"}
+    both = MATH500(subjects=["Precalculus", "geometry"], levels=["Level 1", 2])
+    assert [p.id for p in both.problems] == [
+        p.id
+        for p in full.problems
+        if p.meta.subject in ("Precalculus", "Geometry") and p.meta.level in ("Level 1", "Level 2")
+    ]
+    assert both.subjects == ("Geometry", "Precalculus") and both.levels == (1, 2)
+
+
+def test_math_filters_keep_index_ids_from_path(tmp_path: Path) -> None:
+    """Records without ``unique_id`` get position ids; a filter must not renumber them."""
+    rows = [
+        {"problem": f"p{i}", "solution": f"$\\boxed{{{i}}}$", "type": t, "level": lv}
+        for i, (t, lv) in enumerate(
+            [
+                ("Algebra", "Level 1"),
+                ("Geometry", "Level 5"),
+                ("Algebra", "Level 5"),
+                ("Number Theory", "Level ?"),
+            ]
+        )
+    ]
+    file = _write_jsonl(tmp_path / "math.jsonl", rows)
+    task = MATH(path=file, subjects=["algebra"], levels=[5])
+    assert [(p.id, p.reference, p.meta.index) for p in task.problems] == [("math/test/2", "2", 2)]
+    assert [p.id for p in MATH(path=file, levels=[5]).problems] == ["math/test/1", "math/test/2"]
+    assert [p.id for p in MATH(path=file, subjects="number theory").problems] == ["math/test/3"]
+    assert len(MATH(path=file)) == 4  # "Level ?" is only dropped by a level filter
+    clone = pickle.loads(pickle.dumps(task))
+    assert (clone.subjects, clone.levels) == (("Algebra",), (5,))
+    assert "subjects=('Algebra',)" in repr(task) and "levels=(5,)" in repr(task)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "bad", "valid"),
+    [
+        ({"subjects": ["calculus"]}, "'calculus'", "'Intermediate Algebra' (intermediate_algebra)"),
+        ({"subjects": ["algebra", "Topology"]}, "'Topology'", "'Counting & Probability'"),
+        ({"subjects": []}, "subjects=[]", "'Precalculus'"),
+        ({"subjects": 5}, "5", "'Algebra'"),
+        ({"subjects": {"algebra": 1}}, "{'algebra': 1}", "'Geometry'"),
+        ({"levels": [6]}, "6", "1, 2, 3, 4, 5"),
+        ({"levels": [0, 1]}, "0", "1, 2, 3, 4, 5"),
+        ({"levels": ["Level ?"]}, "'Level ?'", "'Level 1' ... 'Level 5'"),
+        ({"levels": ["hard"]}, "'hard'", "1, 2, 3, 4, 5"),
+        ({"levels": [True]}, "True", "1, 2, 3, 4, 5"),
+        ({"levels": [2.5]}, "2.5", "1, 2, 3, 4, 5"),
+        ({"levels": []}, "levels=[]", "1, 2, 3, 4, 5"),
+    ],
+)
+def test_math_filters_reject_bad_values(kwargs: dict[str, Any], bad: str, valid: str) -> None:
+    for cls in (MATH, MATH500):
+        with pytest.raises(EnvConfigError) as info:
+            cls(**kwargs)  # type: ignore[arg-type]
+        message = str(info.value)
+        assert bad in message and valid in message and cls.name in message
+
+
+def test_math_filters_through_the_registry(data_dir: Path) -> None:
+    from brite_envs.registry import make_task
+
+    task = make_task("math500", subjects=["number_theory"], levels=[3])
+    assert isinstance(task, MATH500) and task.levels == (3,)
+    assert task.problems and all(
+        p.meta.subject == "Number Theory" and p.meta.level == "Level 3" for p in task.problems
+    )
+
+
 # -- splits -------------------------------------------------------------------------------
 
 

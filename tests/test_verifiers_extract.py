@@ -12,10 +12,13 @@ from verifiers.extract import (
     extract_gsm8k,
     extract_math,
     find_boxed,
+    is_echo,
     is_hedge,
     normalize_exact,
     parse_choice_reference,
     parse_number,
+    restated_spans,
+    strip_restated,
     strip_think,
 )
 
@@ -78,6 +81,10 @@ def test_strip_think(text: str, expected: str) -> None:
         ("We get 3 apples and then 5 pears", True, None, None),
         ("<think>\\boxed{1}</think> The answer is 2", False, "2", "answer-is"),
         ("nothing here", False, None, None),
+        # an answer phrase with nothing after it is an empty answer, not a cue to guess
+        ("x = 3, so the final answer is", False, "", "answer-is"),
+        ("x = 3. Answer: $ $", False, "", "answer-is"),
+        ("Answer:\n\n$x = 3$", False, "x = 3", "answer-is"),
     ],
 )
 def test_extract_math(text: str, strict: bool, answer: str | None, rule: str | None) -> None:
@@ -111,6 +118,8 @@ def test_extract_math_reports_distinct_boxes_as_candidates() -> None:
         ("The answer is 3 or 4", False, "3", "answer-is", True),
         ("\\boxed{3} \\boxed{4}", False, "3", "boxed", True),
         ("no numbers", False, None, None, False),
+        ("18 eggs in all: \\boxed{}", False, "", "boxed", False),
+        ("18 eggs in all. The answer is", False, "", "answer-is", False),
     ],
 )
 def test_extract_gsm8k(
@@ -205,3 +214,91 @@ def test_is_hedge() -> None:
     assert not is_hedge("3 \\text{ or } 4", "1 \\text{ or } 2")
     assert not is_hedge("\\text{orange}")
     assert not is_hedge("\\frac{1}{2}")
+
+
+# --------------------------------------------------------------------------- the question
+
+Q = (
+    "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and "
+    "bakes muffins for her friends every day with four. How many eggs are left?"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "restated"),
+    [
+        (Q, [Q]),
+        (
+            "We know: Janet's ducks lay 16 eggs per day. So 16 - 7 = 9.",
+            ["Janet's ducks lay 16 eggs per day."],
+        ),
+        ("Janet's  ducks\n lay 16\teggs per day.", ["Janet's  ducks\n lay 16\teggs per day."]),
+        ("16 - 3 - 4 = 9 eggs are left", []),  # working, not a restatement
+        ("ducks lay 16 eggs", []),  # under five words
+        ("Janet's geese lay 16 eggs each day.", []),  # three words verbatim
+    ],
+)
+def test_restated_spans(text: str, restated: list[str]) -> None:
+    assert [text[a:b] for a, b in restated_spans(text, Q)] == restated
+
+
+def test_short_question_counts_only_whole() -> None:
+    q = "What is 17 + 25?"
+    assert restated_spans("What is 17 + 25? It is 42.", q) == [(0, 16)]
+    assert restated_spans("17 + 25 = 42", q) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "echo"),
+    [
+        (Q, True),
+        ("Question: " + Q, True),
+        (Q[: len(Q) // 2], True),  # a truncated echo
+        (Q + " The answer is 9.", True),  # mostly echo; extraction still finds the 9
+        (Q + " First she eats three, then bakes with four, so 16 - 3 - 4 = 9 are left.", False),
+        ("9", False),
+        ("", False),
+    ],
+)
+def test_is_echo(text: str, echo: bool) -> None:
+    assert is_echo(text, Q) is echo
+
+
+def test_strip_restated_keeps_answers_after_and_boxes() -> None:
+    assert strip_restated(Q + "\n#### 9", Q).strip() == "#### 9"
+    assert strip_restated("no restatement here", Q) == "no restatement here"
+    assert strip_restated(Q, None) == Q
+    # a box quoting the question's wording stays whole
+    boxed = "\\boxed{Janet's ducks lay 16 eggs per day.}"
+    assert find_boxed(strip_restated(boxed, Q)) == ["Janet's ducks lay 16 eggs per day."]
+    # a restatement ending in an answer phrase keeps the phrase
+    q = "Earlier: x = 2, so the answer is $2$. Now find y if y = x + 1."
+    assert extract_math("x = 2, so the answer is $3$", question=q).answer == "3"
+
+
+@pytest.mark.parametrize(
+    ("extract", "text", "without", "with_question"),
+    [
+        (extract_math, "What is 12 times 3?", "3", None),
+        (extract_gsm8k, Q, "16", None),
+        (extract_gsm8k, Q + "\n16 - 3 - 4 = 9", "9", "9"),
+        (extract_math, Q + " \\boxed{9}", "9", "9"),
+        (extract_math, "Restating: " + Q + " The answer is 9.", "9", "9"),
+    ],
+)
+def test_extraction_skips_the_restated_question(
+    extract: object, text: str, without: str | None, with_question: str | None
+) -> None:
+    q = "What is 12 times 3?" if text.startswith("What") else Q
+    plain = extract(text)  # type: ignore[operator]
+    aware = extract(text, question=q)  # type: ignore[operator]
+    assert (plain.answer if plain else None) == without
+    assert (aware.answer if aware else None) == with_question
+
+
+def test_choice_extraction_skips_letters_in_the_restated_question() -> None:
+    q = "Which option, (A) or (C), names the gas that plants release during photosynthesis?"
+    text = "Which option, (A) or (C), names the gas that plants release during photosynthesis?"
+    assert extract_choice(text) is not None
+    assert extract_choice(text, question=q) is None
+    assert extract_choice(text + " Answer: C", question=q).answer == "C"  # type: ignore[union-attr]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import threading
 import time
 from collections.abc import Iterator
@@ -74,6 +75,63 @@ EQUIVALENT = [
     ("\\sqrt{3}+1", "1+\\sqrt{3}"),
     ("0.333333", "\\frac{1}{3}"),
     ("\\text{Evelyn}", "\\text{Evelyn}"),
+    # fractions and decimals
+    ("0.25", "\\frac{1}{4}"),
+    ("\\frac{3}{2}", "1.5"),
+    ("-0.75", "-\\frac{3}{4}"),
+    ("\\frac{-3}{4}", "-\\frac{3}{4}"),
+    ("-\\frac{1}{2}", "-0.5"),
+    ("\\frac{7}{1}", "7"),
+    ("2^{-1}", "\\frac{1}{2}"),
+    ("8", "8.0"),
+    # \dfrac / \tfrac / brace-less \frac
+    ("\\dfrac{5}{6}", "\\frac56"),
+    ("\\tfrac{2}{3}", "\\dfrac{2}{3}"),
+    # roots
+    ("\\sqrt{12}", "2\\sqrt{3}"),
+    ("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}"),
+    ("\\sqrt[3]{8}", "2"),
+    ("3\\sqrt{2}", "\\sqrt{18}"),
+    # pi
+    ("\\pi/3", "\\frac{\\pi}{3}"),
+    ("\\frac{3\\pi}{4}", "\\frac{3}{4}\\pi"),
+    # intervals and unions
+    ("(-\\infty, 3]", "(-\\infty,3]"),
+    ("[-2, 5)", "[-2,5)"),
+    ("(-\\infty,0)\\cup(1,\\infty)", "(-\\infty, 0) \\cup (1, \\infty)"),
+    ("x \\in [2, 5]", "[2,5]"),
+    # sets and lists (order does not matter) and tuples
+    ("\\{3, 1, 2\\}", "\\{1,2,3\\}"),
+    ("1, 2, 3", "3, 2, 1"),
+    ("-2, 5", "5, -2"),
+    ("(1, -2, 3)", "(1,-2,3)"),
+    # percentages and degrees
+    ("25\\%", "25"),
+    ("12.5\\%", "12.5"),
+    ("45^{\\circ}", "45"),
+    ("90°", "90"),
+    ("45", "45^\\circ"),
+    # text answers
+    ("(C)", "\\text{(C)}"),
+    ("\\textbf{(C)}", "\\text{(C)}"),
+    ("\\text{B}", "\\text{(B)}"),
+    ("Monday", "\\text{Monday}"),
+    # thousands separators
+    ("10,000", "10000"),
+    ("1\\,000\\,000", "1000000"),
+    ("12{,}345", "12345"),
+    # scientific notation (a decimal mantissa is not exact: 6.02 x 10^23 in floats)
+    ("3.2\\times 10^{-4}", "0.00032"),
+    ("2.5 \\cdot 10^{2}", "250"),
+    ("6.02e23", "6.02\\times10^{23}"),
+    ("6.67\\times10^{-11}", "6.67e-11"),
+    ("1.2E3", "1200"),
+    # equations, money, units
+    ("y=2x+3", "y = 2x + 3"),
+    ("\\frac{x+1}{2}", "\\frac{1}{2}x+\\frac{1}{2}"),
+    ("\\$5.50", "5.50"),
+    ("5 \\text{ meters}", "5"),
+    ("10\\text{ dollars}", "\\$10"),
 ]
 
 NOT_EQUIVALENT = [
@@ -105,6 +163,56 @@ NOT_EQUIVALENT = [
     ("5+1", "5"),
     ("\\text{Eve}", "\\text{Evelyn}"),
     ("2x", "x"),
+    # fractions and decimals (rounding is to 6 places, not 2)
+    ("0.33", "\\frac{1}{3}"),
+    ("\\frac{2}{3}", "0.67"),
+    ("\\dfrac{1}{3}", "\\frac{1}{4}"),
+    ("\\tfrac{1}{2}", "2"),
+    # tiny decimals: 6-place rounding must not make them equal
+    ("0.0000001", "0.0000002"),
+    ("0", "0.0000001"),
+    ("1.5\\times 10^{-7}", "2.5\\times 10^{-7}"),
+    # roots and pi
+    ("\\sqrt{8}", "2\\sqrt{3}"),
+    ("\\sqrt[3]{9}", "3"),
+    ("\\sqrt{2}", "2"),
+    ("\\pi/4", "\\frac{\\pi}{3}"),
+    ("2\\pi", "\\pi"),
+    ("3.14159", "\\pi"),
+    # intervals: open and closed ends differ
+    ("[1,2]", "(1,2)"),
+    ("(-\\infty, 3)", "(-\\infty, 3]"),
+    ("[2,5)", "[2,5]"),
+    ("(0,\\infty)", "[0,\\infty)"),
+    # sets and tuples: missing elements; order matters for tuples
+    ("\\{1,2\\}", "\\{1,2,4\\}"),
+    ("1, 2", "1, 2, 3"),
+    ("(2,1)", "(1,2)"),
+    ("(1,2,3)", "(1,3,2)"),
+    # percentages and degrees
+    ("5\\%", "50\\%"),
+    ("0.5\\%", "50\\%"),
+    ("60^\\circ", "30^\\circ"),
+    # text answers
+    ("\\text{(A)}", "\\text{(C)}"),
+    ("(B)", "\\text{(C)}"),
+    ("\\text{Tuesday}", "\\text{Monday}"),
+    ("12", "\\text{(C)}"),
+    # thousands separators and scientific notation
+    ("1,000", "10000"),
+    ("1{,}001", "1000"),
+    ("3.2\\times 10^{-5}", "0.00032"),
+    ("1.5e4", "1500"),
+    ("4.6e33", "4.5e33"),
+    ("6.03\\times10^{23}", "6.02e23"),
+    # expressions, signs, units, money
+    ("x+1", "x-1"),
+    ("\\frac{1}{x}", "x"),
+    ("-5", "5"),
+    ("0", "1"),
+    ("y=2x+3", "y=3x+2"),
+    ("5 \\text{ cm}", "6"),
+    ("\\$5.50", "5.05"),
 ]
 
 
@@ -137,6 +245,21 @@ FALSE_POSITIVES = [
     # substrings are not partial credit
     ("\\boxed{12}", "123", I, ""),
     ("\\boxed{\\frac{1}{2}x}", "\\frac{1}{2}", I, ""),
+    ("\\boxed{23}", "123", I, ""),
+    ("\\boxed{(1,2)}", "(1,2,3)", I, ""),
+    ("\\boxed{\\sqrt{2}}", "3\\sqrt{2}", I, ""),
+    # more hedges: two different boxed answers, "or" inside one, an explicit \lor
+    ("\\boxed{2} \\boxed{3}", "3", I, "hedged"),
+    ("First \\boxed{\\frac{1}{2}}, finally \\boxed{0.6}", "\\frac{1}{2}", I, "hedged"),
+    ("\\boxed{x = 2 \\text{ or } x = 3}", "2", I, "hedged"),
+    ("\\boxed{2 \\lor 3}", "3", I, "hedged"),
+    # the same answer boxed twice is not a hedge
+    ("\\boxed{\\frac{1}{2}} so again \\boxed{0.5}", "\\frac{1}{2}", C, "boxed"),
+    # empty answers: an answer phrase with nothing after it, or only math delimiters
+    ("\\boxed{ }", "3", I, "empty"),
+    ("We get x = 3. The final answer is", "3", I, "empty"),
+    ("So 3 apples. The answer is $$.", "3", I, "empty"),
+    ("   ", "3", U, "no answer"),
 ]
 
 
@@ -294,3 +417,30 @@ def test_fuzz_never_raises_and_returns_in_time(
     # a killed worker's successor may still be starting: allow for that one start-up
     slack = 0.5 if mv.pool.restarts == restarts else 10.0
     assert wall <= TIMEOUT_S + slack
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def test_throughput_benchmark_needs_data(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    from benchmarks import verifier_throughput as bench
+
+    monkeypatch.setenv("BRITE_DATA_DIR", str(tmp_path))
+    with pytest.raises(SystemExit, match="BRITE_DATA_DIR"):
+        bench.load_inputs()
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_smoke(data_dir: pathlib.Path) -> None:
+    from benchmarks import verifier_throughput as bench
+
+    res = bench.run([1, 2], repeats=1, limit=12)
+    assert res["inputs"] == 12 and res["raw"]["correct"] == 12
+    assert all(r["correct"] == 12 for r in res["raw_processes"])
+    for mode in ("symbolic", "default"):
+        assert [r["workers"] for r in res[mode]] == [1, 2]
+        assert all(r["correct"] == 12 and r["verdicts_per_s"] > 0 for r in res[mode])
+    assert res["symbolic"][0]["statuses"] == {"correct": 12}
+    assert "meets_target" in res and res["machine"]["cpu_count"]

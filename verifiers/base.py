@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import abc
 import enum
+import functools
+import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,24 +69,97 @@ class Verifier(abc.ABC):
     Subclasses implement :meth:`verify`. They must never raise for bad *completions*;
     anything that goes wrong while grading becomes a Verdict with status ``error`` or
     ``timeout``.
+
+    ``question`` (keyword-only, optional) is the problem's text. Answer verifiers use it to
+    reject an echo of the question and to ignore numbers that only appear in a verbatim
+    restatement of it; verifiers that have no use for it may leave it out of their
+    signature (:func:`verify_with_question` then does not pass it).
     """
 
     name: str = "verifier"
 
     @abc.abstractmethod
-    def verify(self, completion: str, reference: str) -> Verdict:
+    def verify(self, completion: str, reference: str, *, question: str | None = None) -> Verdict:
         """Grade one completion; the gold reference is the second argument."""
 
-    def verify_many(self, completions: Sequence[str], references: Sequence[str]) -> list[Verdict]:
-        """Grade many completions, keeping the order. Subclasses may parallelise."""
-        if len(completions) != len(references):
-            raise ValueError(
-                f"verify_many got {len(completions)} completions but {len(references)} references"
-            )
-        return [self.verify(c, r) for c, r in zip(completions, references, strict=True)]
+    def verify_many(
+        self,
+        completions: Sequence[str],
+        references: Sequence[str],
+        *,
+        questions: Sequence[str | None] | None = None,
+    ) -> list[Verdict]:
+        """Grade many completions, keeping the order. Subclasses may parallelise.
+        ``questions`` reach :meth:`verify` only when given and when it accepts them."""
+        check_lengths(completions, references, questions)
+        if questions is None or not accepts_keyword(self.verify, "question"):
+            return [self.verify(c, r) for c, r in zip(completions, references, strict=True)]
+        return [
+            self.verify(c, r, question=q)
+            for c, r, q in zip(completions, references, questions, strict=True)
+        ]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release worker processes, if any."""
+
+
+def check_lengths(
+    completions: Sequence[Any], references: Sequence[Any], questions: Sequence[Any] | None = None
+) -> None:
+    """The argument-length check every ``verify_many`` does (a caller error, so it raises)."""
+    if len(completions) != len(references):
+        raise ValueError(
+            f"verify_many got {len(completions)} completions but {len(references)} references"
+        )
+    if questions is not None and len(questions) != len(completions):
+        raise ValueError(
+            f"verify_many got {len(completions)} completions but {len(questions)} questions"
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _function_accepts(fn: Callable[..., Any], keyword: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: do not guess
+        return False
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        or (p.name == keyword and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        for p in params
+    )
+
+
+def accepts_keyword(method: Callable[..., Any], keyword: str) -> bool:
+    """True when ``method`` takes ``keyword=`` (by name or through ``**kwargs``). Verifiers
+    written before ``question`` existed (or with no use for it) keep working: callers pass
+    the keyword only where this says so. Cached per function."""
+    fn = getattr(method, "__func__", method)
+    try:
+        return _function_accepts(fn, keyword)
+    except TypeError:  # unhashable callable
+        return _function_accepts.__wrapped__(fn, keyword)
+
+
+def verify_with_question(
+    verifier: Verifier, completion: str, reference: str, question: str | None
+) -> Verdict:
+    """``verifier.verify``, passing ``question=`` only if the verifier accepts it."""
+    if question is not None and accepts_keyword(verifier.verify, "question"):
+        return verifier.verify(completion, reference, question=question)
+    return verifier.verify(completion, reference)
+
+
+def verify_many_with_questions(
+    verifier: Verifier,
+    completions: Sequence[str],
+    references: Sequence[str],
+    questions: Sequence[str | None] | None,
+) -> list[Verdict]:
+    """``verifier.verify_many``, passing ``questions=`` only if the verifier accepts it."""
+    if questions is not None and accepts_keyword(verifier.verify_many, "questions"):
+        return verifier.verify_many(completions, references, questions=questions)
+    return verifier.verify_many(completions, references)
 
 
 def elapsed(t0: float) -> float:
@@ -92,28 +167,62 @@ def elapsed(t0: float) -> float:
     return time.perf_counter() - t0
 
 
+RESTATED_ONLY = "answer only in the restated question"
+
+
+def no_answer_verdict(
+    completion: str,
+    question: str | None,
+    t0: float,
+    reason: str = "no answer found",
+    extract_plain: Callable[[str], Any] | None = None,
+) -> Verdict:
+    """The verdict when extraction (which skips verbatim restatements of the question) found
+    no answer. With a question, it is ``incorrect`` rather than ``unparsable`` when the
+    completion is (nearly) just the question restated ("echo of the question") or when
+    ``extract_plain`` (the same extraction, question-blind) does find an answer: that answer
+    came from the restated question. Otherwise ``unparsable`` with ``reason``."""
+    if question:
+        from verifiers.extract import is_echo, strip_think
+
+        if is_echo(strip_think(completion), question):
+            return Verdict(0.0, Status.INCORRECT, None, "echo of the question", elapsed(t0))
+        found = extract_plain(completion) if extract_plain is not None else None
+        if found is not None:
+            return Verdict(0.0, Status.INCORRECT, found.answer, RESTATED_ONLY, elapsed(t0))
+    return Verdict(0.0, Status.UNPARSABLE, None, reason, elapsed(t0))
+
+
 class InProcessVerifier(Verifier):
     """A verifier cheap enough to run in the caller's process (regex and arithmetic).
 
     ``verify`` checks the argument types and turns any exception of the grading code into
     a Verdict with status ``error``: a bug in grading is never scored as a wrong answer.
-    Subclasses implement :meth:`_verify`.
+    Subclasses implement :meth:`_verify`; it receives ``question=`` only when its signature
+    accepts it.
     """
 
-    def verify(self, completion: str, reference: str) -> Verdict:
+    def verify(self, completion: str, reference: str, *, question: str | None = None) -> Verdict:
         t0 = time.perf_counter()
         if not isinstance(completion, str):
             return Verdict(0.0, Status.ERROR, None, f"completion must be a str, got {completion!r}")
         if not isinstance(reference, str):
             return Verdict(0.0, Status.ERROR, None, f"reference must be a str, got {reference!r}")
+        if question is not None and not isinstance(question, str):
+            return Verdict(
+                0.0, Status.ERROR, None, f"question must be a str or None, got {question!r}"
+            )
         try:
+            if question and accepts_keyword(self._verify, "question"):
+                return self._verify(completion, reference, t0, question=question)
             return self._verify(completion, reference, t0)
         except Exception as e:  # a bug of ours; never blame the completion
             return Verdict(0.0, Status.ERROR, None, f"{type(e).__name__}: {e}", elapsed(t0))
 
     @abc.abstractmethod
     def _verify(self, completion: str, reference: str, t0: float) -> Verdict:
-        """Grade; ``t0`` is when grading started, for ``elapsed_s``."""
+        """Grade; ``t0`` is when grading started, for ``elapsed_s``. Subclasses that use the
+        question add a keyword-only ``question: str | None = None``."""
 
 
 def config_from(config: Any, kwargs: dict[str, Any], cls: type) -> Any:

@@ -12,13 +12,20 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from verifiers.base import InProcessVerifier, Status, Verdict, config_from, elapsed
+from verifiers.base import (
+    InProcessVerifier,
+    Status,
+    Verdict,
+    config_from,
+    elapsed,
+    no_answer_verdict,
+)
 from verifiers.errors import VerifierConfigError
 from verifiers.extract import Extraction, extract_choice, parse_choice_reference
 
 __all__ = ["ChoiceConfig", "ChoiceVerifier"]
 
-VERSION = "1"
+VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -51,17 +58,29 @@ class ChoiceVerifier(InProcessVerifier):
     def __init__(self, config: ChoiceConfig | None = None, **kwargs: Any) -> None:
         self.config: ChoiceConfig = config_from(config, kwargs, ChoiceConfig)
 
-    def extract(self, completion: str, options: dict[str, str] | None = None) -> Extraction | None:
-        return extract_choice(completion, options=options, strict=self.config.strict)
+    def extract(
+        self,
+        completion: str,
+        options: dict[str, str] | None = None,
+        question: str | None = None,
+    ) -> Extraction | None:
+        return extract_choice(
+            completion, options=options, strict=self.config.strict, question=question
+        )
 
-    def _verify(self, completion: str, reference: str, t0: float) -> Verdict:
+    def _verify(
+        self, completion: str, reference: str, t0: float, *, question: str | None = None
+    ) -> Verdict:
         try:
             letter, opts = _parse_reference(reference)
         except ValueError as e:
             return Verdict(0.0, Status.ERROR, None, f"bad reference: {e}", elapsed(t0))
-        ext = self.extract(completion, dict(opts) or None)
+        options = dict(opts) or None
+        ext = self.extract(completion, options, question)
         if ext is None:
-            return Verdict(0.0, Status.UNPARSABLE, None, "no choice found", elapsed(t0))
+            return no_answer_verdict(
+                completion, question, t0, "no choice found", lambda c: self.extract(c, options)
+            )
         if ext.hedged:
             return Verdict(
                 0.0,

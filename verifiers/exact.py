@@ -10,13 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from verifiers.base import InProcessVerifier, Status, Verdict, config_from, elapsed
+from verifiers.base import (
+    InProcessVerifier,
+    Status,
+    Verdict,
+    config_from,
+    elapsed,
+    no_answer_verdict,
+)
 from verifiers.errors import VerifierConfigError
 from verifiers.extract import Extraction, extract_math, is_hedge, normalize_exact
 
 __all__ = ["ExactConfig", "ExactMatchVerifier"]
 
-VERSION = "1"
+VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -50,19 +57,21 @@ class ExactMatchVerifier(InProcessVerifier):
     def __init__(self, config: ExactConfig | None = None, **kwargs: Any) -> None:
         self.config: ExactConfig = config_from(config, kwargs, ExactConfig)
 
-    def extract(self, completion: str) -> Extraction | None:
-        return extract_math(completion, strict=self.config.strict)
+    def extract(self, completion: str, question: str | None = None) -> Extraction | None:
+        return extract_math(completion, strict=self.config.strict, question=question)
 
     def _norm(self, s: str) -> str:
         s = normalize_exact(s)
         return s if self.config.case_sensitive else s.lower()
 
-    def _verify(self, completion: str, reference: str, t0: float) -> Verdict:
+    def _verify(
+        self, completion: str, reference: str, t0: float, *, question: str | None = None
+    ) -> Verdict:
         if not normalize_exact(reference):
             return Verdict(0.0, Status.ERROR, None, f"reference must be non-empty: {reference!r}")
-        ext = self.extract(completion)
+        ext = self.extract(completion, question)
         if ext is None:
-            return Verdict(0.0, Status.UNPARSABLE, None, "no answer found", elapsed(t0))
+            return no_answer_verdict(completion, question, t0, extract_plain=self.extract)
         gold = self._norm(reference)
         pred = self._norm(ext.answer)
         if not pred:

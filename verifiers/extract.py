@@ -8,6 +8,7 @@ say *why* it read the answer it graded.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -19,12 +20,15 @@ __all__ = [
     "extract_gsm8k",
     "extract_math",
     "find_boxed",
+    "is_echo",
     "is_hedge",
     "last_boxed",
     "normalize_exact",
     "normalize_latex",
     "parse_choice_reference",
     "parse_number",
+    "restated_spans",
+    "strip_restated",
     "strip_think",
 ]
 
@@ -146,8 +150,9 @@ _ANSWER_IS = re.compile(
 _LINE_END = re.compile(r"\n")
 
 
-def _answer_is_span(text: str) -> str | None:
-    """Text after the last answer phrase, up to the end of its line, cleaned."""
+def _answer_is_raw(text: str) -> str | None:
+    """Text after the last answer phrase, up to the end of its line (or the next line, for
+    "Answer:\\n 42"), uncleaned; None when there is no phrase."""
     last = None
     for m in _ANSWER_IS.finditer(text):
         last = m
@@ -161,7 +166,14 @@ def _answer_is_span(text: str) -> str | None:
         nxt = rest[end.end() :].lstrip("\n")
         stop = _LINE_END.search(nxt)
         span = (nxt[: stop.start()] if stop else nxt).strip()
-    return _clean_span(span) or None
+    return span
+
+
+def _answer_is_span(text: str) -> str | None:
+    """Text after the last answer phrase, up to the end of its line, cleaned; ``""`` when
+    the phrase is followed by nothing (an empty answer), None when there is no phrase."""
+    span = _answer_is_raw(text)
+    return None if span is None else _clean_span(span)
 
 
 _MATH_DELIMS = re.compile(r"^\$+|\$+$|^\\\(|\\\)$|^\\\[|\\\]$")
@@ -193,6 +205,129 @@ _HEDGE = re.compile(r"(?<![A-Za-z\\])(?:or|and/or)(?![A-Za-z])|\\(?:lor|vee)\b")
 def is_hedge(answer: str, reference: str = "") -> bool:
     """True when ``answer`` offers alternatives ("3 or 4") that the reference does not."""
     return bool(_HEDGE.search(answer)) and not _HEDGE.search(reference)
+
+
+# --------------------------------------------------------------------------- the question
+
+RESTATE_MIN_WORDS = 5
+"""A verbatim restatement is a run of at least this many consecutive words of the question
+(or the whole question, when it is shorter): short phrases such as "2x = 10" are working,
+not a restatement."""
+ECHO_FRACTION = 0.9
+"""A completion at least this much restated question (by non-space characters) is an echo."""
+
+_WORD = re.compile(r"\S+")
+
+
+@functools.lru_cache(maxsize=512)
+def _question_grams(question: str) -> tuple[int, frozenset[tuple[str, ...]]]:
+    """(n, every run of n consecutive question words): n is RESTATE_MIN_WORDS, or the
+    question's own word count when it is shorter. Cached: a task grades many completions
+    of one question."""
+    words = tuple(question.split())
+    n = min(RESTATE_MIN_WORDS, len(words))
+    if n == 0:
+        return 0, frozenset()
+    return n, frozenset(words[i : i + n] for i in range(len(words) - n + 1))
+
+
+def restated_spans(text: str, question: str) -> list[tuple[int, int]]:
+    """Character spans ``[start, end)`` of ``text`` that restate ``question`` verbatim
+    (whitespace-insensitive, word-aligned): maximal runs of words covered by runs of
+    :data:`RESTATE_MIN_WORDS` consecutive question words. Linear in ``len(text)``."""
+    n, grams = _question_grams(question)
+    if not n or not text:
+        return []
+    matches = list(_WORD.finditer(text))
+    words = [m.group(0) for m in matches]
+    first = {g[0] for g in grams}
+    covered = [False] * len(words)
+    for i in range(len(words) - n + 1):
+        if words[i] in first and tuple(words[i : i + n]) in grams:
+            for j in range(i, i + n):
+                covered[j] = True
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(words):
+        if not covered[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(words) and covered[j + 1]:
+            j += 1
+        spans.append((matches[i].start(), matches[j].end()))
+        i = j + 1
+    return spans
+
+
+def _nonspace(s: str) -> int:
+    return len(s) - sum(map(str.isspace, s))
+
+
+def is_echo(text: str, question: str) -> bool:
+    """True when ``text`` is (nearly) just ``question`` restated: at least
+    :data:`ECHO_FRACTION` of its non-space characters lie in verbatim restatements."""
+    total = _nonspace(text)
+    if not total or not question.strip():
+        return False
+    covered = sum(_nonspace(text[a:b]) for a, b in restated_spans(text, question))
+    return covered >= ECHO_FRACTION * total
+
+
+def _box_regions(text: str) -> list[tuple[int, int]]:
+    """``[start, end)`` of every balanced ``\\boxed{...}``/``\\fbox{...}``."""
+    if "\\boxed" not in text and "\\fbox" not in text:
+        return []
+    pairs = _brace_pairs(text)
+    out = []
+    for m in _BOXED.finditer(text):
+        j = pairs.get(m.end()) if m.end() < len(text) and text[m.end()] == "{" else None
+        if j is not None:
+            out.append((m.start(), j + 1))
+    return out
+
+
+def strip_restated(text: str, question: str | None) -> str:
+    """``text`` without its verbatim restatements of ``question``, so an answer read from it
+    cannot come from the question. A restatement only partly overlapping a ``\\boxed{}``
+    leaves the box whole (a boxed answer may quote the question's wording), and one ending
+    in an answer phrase ("so the answer is") leaves that phrase. Each removed span becomes a
+    line break if it held one, else a space, keeping line-based rules working."""
+    if not question:
+        return text
+    spans = restated_spans(text, question)
+    if not spans:
+        return text
+    boxes = _box_regions(text)
+    out: list[str] = []
+    pos = 0
+    for a, b in spans:
+        # a restatement ending in "the answer is" leaves the phrase: its answer follows,
+        # outside the question, and is the completion's own
+        tail = None
+        for tail in _ANSWER_IS.finditer(text, a, b):  # noqa: B007 - we want the last match
+            pass
+        if tail is not None and not text[tail.end() : b].strip(" :*$"):
+            b = tail.start()
+        for ba, bb in boxes:  # keep any box this span cuts into without containing it
+            if ba < b and a < bb and not (a <= ba and bb <= b):
+                if ba <= a:
+                    a = min(b, bb)
+                else:
+                    b = ba
+        if a >= b or a < pos:
+            continue
+        out.append(text[pos:a])
+        out.append("\n" if "\n" in text[a:b] else " ")
+        pos = b
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _answer_body(text: str, question: str | None) -> str:
+    """What extraction reads: no thinking block, no restated question."""
+    body = strip_think(text)
+    return strip_restated(body, question) if question else body
 
 
 # --------------------------------------------------------------------------- numbers
@@ -247,16 +382,19 @@ def _last_number(text: str) -> str | None:
 # --------------------------------------------------------------------------- math
 
 
-def extract_math(text: str, *, strict: bool = False) -> Extraction | None:
+def extract_math(
+    text: str, *, strict: bool = False, question: str | None = None
+) -> Extraction | None:
     """Read a math answer: the last ``\\boxed{}``/``\\fbox{}``; else "final answer is",
-    "The answer is", "Answer:"; in flexible mode, else the last number."""
-    body = strip_think(text)
+    "The answer is", "Answer:"; in flexible mode, else the last number. Verbatim
+    restatements of ``question`` are skipped (an answer found only there is no answer)."""
+    body = _answer_body(text, question)
     boxes = find_boxed(body)
     if boxes:
         boxes = [b for b in boxes if b] or boxes
         return Extraction(boxes[-1], "boxed", _distinct(boxes))
     span = _answer_is_span(body)
-    if span:
+    if span is not None:  # "" too: "The answer is" and nothing after it is an empty answer
         inner = find_boxed(span)
         return Extraction(inner[-1] if inner else span, "answer-is", ())
     if not strict:
@@ -288,15 +426,21 @@ _HASH = re.compile(r"####\s*([^\n]*)")
 _NUM_HEDGE = re.compile(r"\d\s*,?\s*(?:or|and/or)\s+[-$−]?\s?\d", re.IGNORECASE)
 
 
-def extract_gsm8k(text: str, *, strict: bool = False) -> Extraction | None:
+def extract_gsm8k(
+    text: str, *, strict: bool = False, question: str | None = None
+) -> Extraction | None:
     """Read a GSM8K number: ``#### N``; else ``\\boxed{N}``; else "The answer is N"; in
     flexible mode, else the last number. A span offering two numbers ("3 or 4") comes back
-    with both as candidates, i.e. hedged."""
-    body = strip_think(text)
+    with both as candidates, i.e. hedged. Verbatim restatements of ``question`` are
+    skipped."""
+    body = _answer_body(text, question)
     hashes = list(_HASH.finditer(body))
     if hashes:
         return _number_extraction(hashes[-1].group(1), "hash")
-    boxes = [b for b in find_boxed(body) if b]
+    all_boxes = find_boxed(body)
+    boxes = [b for b in all_boxes if b]
+    if all_boxes and not boxes:  # only "\\boxed{}": an empty answer, not a reason to guess
+        return Extraction("", "boxed", ())
     if boxes:
         nums = [parse_number(b) for b in boxes]
         ext = _number_extraction(boxes[-1], "boxed")
@@ -305,6 +449,8 @@ def extract_gsm8k(text: str, *, strict: bool = False) -> Extraction | None:
             return Extraction(ext.answer, "boxed", tuple(str(n) for n in distinct))
         return ext
     span = _answer_is_span(body)
+    if span == "":
+        return Extraction("", "answer-is", ())
     if span and parse_number(span) is not None:
         return _number_extraction(span, "answer-is")
     if not strict:
@@ -391,12 +537,17 @@ def _norm_option(s: str) -> str:
 
 
 def extract_choice(
-    text: str, *, options: Mapping[str, str] | None = None, strict: bool = False
+    text: str,
+    *,
+    options: Mapping[str, str] | None = None,
+    strict: bool = False,
+    question: str | None = None,
 ) -> Extraction | None:
     """Read a multiple-choice letter: ``\\boxed{B}``; "the answer is (B)"/"Answer: B"; the
     option text itself when options are known; in flexible mode also a last ``(B)`` or a
-    line starting ``B)``. Letters outside the known options are ignored."""
-    body = strip_think(text)
+    line starting ``B)``. Letters outside the known options are ignored, and so are
+    verbatim restatements of ``question``."""
+    body = _answer_body(text, question)
     valid = set(options) if options else None
 
     def ok(letter: str) -> bool:
@@ -417,12 +568,14 @@ def extract_choice(
             return Extraction(m.group(1).upper(), "answer-is", (h.group(1), h.group(2)))
         return Extraction(m.group(1).upper(), "answer-is", ())
     if options:
-        span = _answer_is_span(body)
-        for cand, rule in ((span, "option-text"), (body.strip(), "option-text")):
+        # the cleaned span keeps only a leading math segment ("$42$ kg" -> "42"); an option
+        # text may go on after it, so the raw line is tried too
+        raw = _answer_is_raw(body)
+        for cand in (raw and _clean_span(raw), raw, body.strip()):
             if cand:
                 letter = _match_option(cand, options)
                 if letter:
-                    return Extraction(letter, rule, ())
+                    return Extraction(letter, "option-text", ())
     if strict:
         return None
     parens = [m.group(1) for m in _PAREN_LETTER.finditer(body) if ok(m.group(1))]

@@ -21,13 +21,13 @@ from fractions import Fraction
 from typing import Any
 
 from verifiers._pool import JobResult, LRUCache, WorkerPool
-from verifiers.base import Status, Verdict, Verifier, config_from
+from verifiers.base import Status, Verdict, Verifier, check_lengths, config_from, no_answer_verdict
 from verifiers.errors import VerifierConfigError
 from verifiers.extract import Extraction, extract_math, is_hedge, normalize_latex
 
 __all__ = ["MathConfig", "MathVerifier", "grade_math"]
 
-VERSION = "1"
+VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,8 @@ class MathConfig:
     cache_size: verdicts kept in the LRU cache (0 disables it).
     memory_limit_mb: address-space limit of a worker (None: unlimited).
     max_batch: most jobs sent to a worker per message.
+    string_match: accept answers whose normalised LaTeX equals the reference's without a
+        worker; False sends every answer to math-verify (for benchmarks and debugging).
     """
 
     strict: bool = False
@@ -51,10 +53,13 @@ class MathConfig:
     cache_size: int = 10_000
     memory_limit_mb: int | None = 4096
     max_batch: int = 16
+    string_match: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.strict, bool):
-            raise VerifierConfigError(f"strict must be a bool, got {self.strict!r}")
+        for name in ("strict", "string_match"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise VerifierConfigError(f"{name} must be a bool, got {value!r}")
         if not isinstance(self.timeout_s, (int, float)) or not self.timeout_s > 0:
             raise VerifierConfigError(
                 f"timeout_s must be a positive number, got {self.timeout_s!r}"
@@ -130,27 +135,32 @@ class MathVerifier(Verifier):
 
     # ------------------------------------------------------------------ grading
 
-    def extract(self, completion: str) -> Extraction | None:
+    def extract(self, completion: str, question: str | None = None) -> Extraction | None:
         """The answer this verifier would grade (pure regex; no worker involved)."""
-        return extract_math(completion, strict=self.config.strict)
+        return extract_math(completion, strict=self.config.strict, question=question)
 
-    def verify(self, completion: str, reference: str) -> Verdict:
-        return self.verify_many([completion], [reference])[0]
+    def verify(self, completion: str, reference: str, *, question: str | None = None) -> Verdict:
+        questions = None if question is None else [question]
+        return self.verify_many([completion], [reference], questions=questions)[0]
 
-    def verify_many(self, completions: Sequence[str], references: Sequence[str]) -> list[Verdict]:
+    def verify_many(
+        self,
+        completions: Sequence[str],
+        references: Sequence[str],
+        *,
+        questions: Sequence[str | None] | None = None,
+    ) -> list[Verdict]:
         """Grade in parallel across the workers, keeping the order."""
-        if len(completions) != len(references):
-            raise ValueError(
-                f"verify_many got {len(completions)} completions but {len(references)} references"
-            )
+        check_lengths(completions, references, questions)
+        qs: Sequence[str | None] = questions if questions is not None else [None] * len(completions)
         starts: list[float] = []
         out: list[Verdict | None] = []
         jobs: list[tuple[int, tuple[Any, ...], Extraction, Any]] = []
-        for i, (c, r) in enumerate(zip(completions, references, strict=True)):
+        for i, (c, r, q) in enumerate(zip(completions, references, qs, strict=True)):
             t0 = time.perf_counter()
             starts.append(t0)
             try:
-                verdict, job = self._prepare(c, r, t0)
+                verdict, job = self._prepare(c, r, q, t0)
             except Exception as e:  # a bug of ours, never the completion's fault
                 verdict, job = _error(t0, None, f"extraction failed: {type(e).__name__}: {e}"), None
             out.append(verdict)
@@ -163,7 +173,7 @@ class MathVerifier(Verifier):
         return [v for v in out if v is not None]
 
     def _prepare(
-        self, completion: Any, reference: Any, t0: float
+        self, completion: Any, reference: Any, question: Any, t0: float
     ) -> tuple[Verdict | None, tuple[tuple[Any, ...], Extraction, Any] | None]:
         if not isinstance(completion, str):
             return _error(
@@ -171,9 +181,11 @@ class MathVerifier(Verifier):
             ), None
         if not isinstance(reference, str) or not reference.strip():
             return _error(t0, None, f"reference must be a non-empty str, got {reference!r}"), None
-        ext = self.extract(completion)
+        if question is not None and not isinstance(question, str):
+            return _error(t0, None, f"question must be a str or None, got {question!r}"), None
+        ext = self.extract(completion, question)
         if ext is None:
-            return Verdict(0.0, Status.UNPARSABLE, None, "no answer found", _dt(t0)), None
+            return no_answer_verdict(completion, question, t0, extract_plain=self.extract), None
         gold = reference.strip()
         if not ext.answer.strip():
             return _verdict(t0, False, ext, "empty answer"), None
@@ -181,7 +193,7 @@ class MathVerifier(Verifier):
             return _verdict(t0, False, ext, "hedged answer"), None
         cands = ext.candidates or (ext.answer,)
         ngold = normalize_latex(gold)
-        if all(normalize_latex(c) == ngold for c in cands):
+        if self.config.string_match and all(normalize_latex(c) == ngold for c in cands):
             return _verdict(t0, True, ext, "string-equal"), None
         key = (*self._key_prefix, tuple(normalize_latex(c) for c in cands), gold)
         hit = self._cache.get(key)
@@ -314,9 +326,40 @@ def _mv_equal(gold: str, pred: str, rounding: int, precision: int) -> bool:
             raise_on_error=True,
         )
     )
-    if same and _exact_rationals_differ(g[0], p[0]):
-        return False  # 1/2004! and 1/2005! agree to 6 places; exact values never lie
-    return same
+    if same:
+        # 1/2004! and 1/2005! agree to 6 places; exact values never lie. Nor do tiny decimals
+        # (1e-7 and 2e-7 both round to 0).
+        return not (_exact_rationals_differ(g[0], p[0]) or _relative_gap(g[0], p[0]) > _REL_SAME)
+    # 6.02\times10^{23} (a float mantissa) and 6.02e23 (exact) differ in the last digits
+    return 0.0 <= _relative_gap(g[0], p[0]) <= _REL_FLOAT_NOISE
+
+
+_REL_SAME = 1e-4
+"""Largest relative gap between two decimal numbers that math-verify's rounding may call
+equal (1/3 and 0.333333 differ by 1e-6); beyond it they only agree because both round to 0."""
+_REL_FLOAT_NOISE = 1e-12
+"""Relative gap below which two numbers, one written with a decimal mantissa, are the same
+number (binary floats cannot hold 6.02 exactly)."""
+
+
+def _relative_gap(g: Any, p: Any) -> float:
+    """|g - p| / max(|g|, |p|) when both are plain numbers and at least one is written as a
+    decimal (the only case where math-verify compares by rounding); ``-1.0`` otherwise, so
+    the callers' checks never fire on symbols, exact values or anything unevaluable."""
+    try:
+        import sympy
+
+        if not all(isinstance(x, sympy.Expr) and x.is_number for x in (g, p)):
+            return -1.0
+        if not (g.atoms(sympy.Float) or p.atoms(sympy.Float)):
+            return -1.0
+        gv, pv = sympy.N(g, 30), sympy.N(p, 30)
+        scale = max(abs(complex(gv)), abs(complex(pv)))
+        if scale == 0.0:
+            return 0.0
+        return float(sympy.Abs(gv - pv)) / scale
+    except Exception:
+        return -1.0
 
 
 def _exact_rationals_differ(g: Any, p: Any) -> bool:

@@ -10,13 +10,20 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from verifiers.base import InProcessVerifier, Status, Verdict, config_from, elapsed
+from verifiers.base import (
+    InProcessVerifier,
+    Status,
+    Verdict,
+    config_from,
+    elapsed,
+    no_answer_verdict,
+)
 from verifiers.errors import VerifierConfigError
 from verifiers.extract import Extraction, extract_gsm8k, parse_number
 
 __all__ = ["GSM8KConfig", "GSM8KVerifier", "numbers_equal"]
 
-VERSION = "1"
+VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -77,16 +84,18 @@ class GSM8KVerifier(InProcessVerifier):
     def __init__(self, config: GSM8KConfig | None = None, **kwargs: Any) -> None:
         self.config: GSM8KConfig = config_from(config, kwargs, GSM8KConfig)
 
-    def extract(self, completion: str) -> Extraction | None:
-        return extract_gsm8k(completion, strict=self.config.strict)
+    def extract(self, completion: str, question: str | None = None) -> Extraction | None:
+        return extract_gsm8k(completion, strict=self.config.strict, question=question)
 
-    def _verify(self, completion: str, reference: str, t0: float) -> Verdict:
+    def _verify(
+        self, completion: str, reference: str, t0: float, *, question: str | None = None
+    ) -> Verdict:
         gold = parse_number(reference)
         if gold is None:
             return Verdict(0.0, Status.ERROR, None, f"reference is not a number: {reference!r}")
-        ext = self.extract(completion)
+        ext = self.extract(completion, question)
         if ext is None:
-            return Verdict(0.0, Status.UNPARSABLE, None, "no number found", elapsed(t0))
+            return no_answer_verdict(completion, question, t0, "no number found", self.extract)
         if parse_number(ext.answer) is None:
             reason = f"{ext.rule}; not a number" if ext.answer else f"{ext.rule}; empty answer"
             return Verdict(0.0, Status.INCORRECT, ext.answer, reason, elapsed(t0))

@@ -39,8 +39,9 @@ class Correctness:
 class AnswerFormat:
     """1.0 when the completion states its final answer in the expected form, else 0.0.
 
-    By default: the verifier could extract an answer (status other than ``unparsable``,
-    ``timeout`` or ``error``). With ``pattern``: the regex matches the completion.
+    By default: the verifier extracted a non-empty answer and judged it (correct or
+    incorrect); an echo of the question, an empty answer, or a timeout earns nothing. With
+    ``pattern``: the regex matches the completion.
     """
 
     pattern: str | None = None
@@ -55,8 +56,8 @@ class AnswerFormat:
     def __call__(self, completion: str, verdict: Verdict, num_tokens: int | None) -> float:
         if self.pattern is not None:
             return 1.0 if re.search(self.pattern, completion, re.S) else 0.0
-        ok = verdict.status in (Status.CORRECT, Status.INCORRECT)
-        return 1.0 if ok else 0.0
+        judged = verdict.status in (Status.CORRECT, Status.INCORRECT)
+        return 1.0 if judged and bool(verdict.extracted) else 0.0
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from brite_envs.data import DataSource, HubSource, Record, load_records, locate, read_file
+from brite_envs.errors import EnvConfigError
+from brite_envs.task import PromptTemplate
 from brite_envs.tasks._answers import (
     DatasetTask,
     boxed_reference,
@@ -15,6 +20,7 @@ from brite_envs.tasks._answers import (
     wrong_answer,
 )
 from brite_envs.types import Problem, ProblemMeta
+from verifiers import Verifier
 
 MATH_HUB = "EleutherAI/hendrycks_math"
 MATH_SUBJECTS: tuple[str, ...] = (
@@ -27,6 +33,20 @@ MATH_SUBJECTS: tuple[str, ...] = (
     "precalculus",
 )
 """The hub copy of MATH has one config per subject; together they are the whole split."""
+
+MATH_SUBJECT_NAMES: dict[str, str] = {
+    "algebra": "Algebra",
+    "counting_and_probability": "Counting & Probability",
+    "geometry": "Geometry",
+    "intermediate_algebra": "Intermediate Algebra",
+    "number_theory": "Number Theory",
+    "prealgebra": "Prealgebra",
+    "precalculus": "Precalculus",
+}
+"""Hub config name -> the subject as MATH's ``type`` field (and MATH-500's ``subject``) spells
+it."""
+
+MATH_LEVELS: tuple[int, ...] = (1, 2, 3, 4, 5)
 
 MATH_ANSWER_FIXES: dict[str, str] = {
     # Both solutions end "... there are $\boxed{}$ primes" / "the answer is $\boxed{}$": the
@@ -47,6 +67,96 @@ def _level(value: str | None) -> str | None:
     return f"Level {value}" if value.isdigit() else value
 
 
+def _subject_key(name: str) -> str:
+    """One spelling per subject: "Counting & Probability", "counting_and_probability" and
+    "counting and probability" all become the hub config name."""
+    key = name.strip().lower().replace("&", " and ")
+    return re.sub(r"[\s_\-]+", "_", key).strip("_")
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A single value (``"algebra"``, ``3``) or an iterable of them, as a list."""
+    if isinstance(value, (str, int)):
+        return [value]
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        raise TypeError
+    return list(value)
+
+
+def check_subjects(task: str, subjects: Any) -> tuple[str, ...] | None:
+    """The selected subjects as MATH spells them (sorted, no duplicates), or None for all.
+    Names are case-insensitive and may be hub config names (``"intermediate_algebra"``)."""
+    if subjects is None:
+        return None
+    valid = ", ".join(f"{name!r} ({key})" for key, name in MATH_SUBJECT_NAMES.items())
+    try:
+        items = _as_list(subjects)
+    except TypeError:
+        raise EnvConfigError(
+            f"task {task!r}: subjects must be None or a list of names, got {subjects!r}; "
+            f"valid subjects are: {valid}"
+        ) from None
+    if not items:
+        raise EnvConfigError(
+            f"task {task!r}: subjects=[] selects nothing; pass None for every subject or some "
+            f"of: {valid}"
+        )
+    keys = []
+    for item in items:
+        key = _subject_key(item) if isinstance(item, str) else None
+        if key not in MATH_SUBJECT_NAMES:
+            raise EnvConfigError(
+                f"task {task!r}: unknown subject {item!r}; valid subjects are: {valid} "
+                "(case-insensitive)"
+            )
+        keys.append(key)
+    return tuple(MATH_SUBJECT_NAMES[k] for k in sorted(set(keys)))
+
+
+_LEVEL_RE = re.compile(r"(?:level\s*)?([0-9]+)", re.IGNORECASE)
+
+
+def _level_number(value: Any) -> int | None:
+    """1-5 from ``3``, ``"3"`` or ``"Level 3"``; None for anything else (``"Level ?"``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value in MATH_LEVELS else None
+    if isinstance(value, str):
+        m = _LEVEL_RE.fullmatch(value.strip())
+        if m and int(m.group(1)) in MATH_LEVELS:
+            return int(m.group(1))
+    return None
+
+
+def check_levels(task: str, levels: Any) -> tuple[int, ...] | None:
+    """The selected levels as sorted ints, or None for all. Accepts 1-5 and "Level 3"."""
+    if levels is None:
+        return None
+    valid = "1, 2, 3, 4, 5 (or 'Level 1' ... 'Level 5')"
+    try:
+        items = _as_list(levels)
+    except TypeError:
+        raise EnvConfigError(
+            f"task {task!r}: levels must be None or a list of levels, got {levels!r}; "
+            f"valid levels are: {valid}"
+        ) from None
+    if not items:
+        raise EnvConfigError(
+            f"task {task!r}: levels=[] selects nothing; pass None for every level or some of: "
+            f"{valid}"
+        )
+    out = set()
+    for item in items:
+        number = _level_number(item)
+        if number is None:
+            raise EnvConfigError(
+                f"task {task!r}: unknown level {item!r}; valid levels are: {valid}"
+            )
+        out.add(number)
+    return tuple(sorted(out))
+
+
 class MathTask(DatasetTask):
     """Base of the tasks graded by the ``math`` verifier (answers compared as expressions)."""
 
@@ -56,9 +166,62 @@ class MathTask(DatasetTask):
         return self.format_answer(wrong_answer(problem.reference))
 
 
-class MATH(MathTask):
+class FilteredMathTask(MathTask):
+    """A MATH-style task that can keep only some subjects and difficulty levels.
+
+    ``subjects``: None (all) or names such as ``"Algebra"``, ``"number theory"`` or the hub
+    config name ``"intermediate_algebra"``. ``levels``: None (all) or 1-5 / ``"Level 3"``.
+    Invalid values raise :class:`EnvConfigError` naming the valid ones. Problem ids and
+    ``meta.index`` stay those of the whole split, so a filtered task's problems are the same
+    problems, not renumbered copies.
+    """
+
+    def __init__(
+        self,
+        *,
+        split: str = "test",
+        path: str | os.PathLike[str] | None = None,
+        subjects: str | Iterable[str] | None = None,
+        levels: int | str | Iterable[int | str] | None = None,
+        template: PromptTemplate | None = None,
+        verifier_config: Mapping[str, Any] | None = None,
+        verifier: Verifier | None = None,
+    ) -> None:
+        self.subjects = check_subjects(self.name, subjects)
+        self.levels = check_levels(self.name, levels)
+        super().__init__(
+            split=split,
+            path=path,
+            template=template,
+            verifier_config=verifier_config,
+            verifier=verifier,
+        )
+
+    def _selected(self, problem: Problem) -> bool:
+        if self.subjects is not None:
+            subject = problem.meta.subject
+            name = MATH_SUBJECT_NAMES.get(_subject_key(subject)) if subject else None
+            if name not in self.subjects:
+                return False
+        return self.levels is None or _level_number(problem.meta.level) in self.levels
+
+    def _filter(self, problems: list[Problem]) -> list[Problem]:
+        if self.subjects is None and self.levels is None:
+            return problems
+        return [p for p in problems if self._selected(p)]
+
+    def __repr__(self) -> str:
+        base = super().__repr__()[:-1]
+        extra = "".join(
+            f", {k}={v!r}" for k, v in (("subjects", self.subjects), ("levels", self.levels)) if v
+        )
+        return base + extra + ")"
+
+
+class MATH(FilteredMathTask):
     """Hendrycks MATH, all seven subjects (splits ``train`` 7500 and ``test`` 5000). The
-    reference is the last boxed answer of the human solution, which is the rationale."""
+    reference is the last boxed answer of the human solution, which is the rationale.
+    ``MATH(subjects=["algebra"], levels=[4, 5])`` keeps only those problems."""
 
     name: ClassVar[str] = "math"
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
@@ -97,12 +260,13 @@ class MATH(MathTask):
                     rationale=record.str_field("solution"),
                 )
             )
-        return problems
+        return self._filter(problems)
 
 
-class MATH500(MathTask):
+class MATH500(FilteredMathTask):
     """MATH-500, the PRM800K subset of the MATH test split (500 problems). The reference is
-    the dataset's ``answer`` field (it equals the solution's last boxed answer)."""
+    the dataset's ``answer`` field (it equals the solution's last boxed answer). Takes the
+    same ``subjects``/``levels`` filters as :class:`MATH`."""
 
     name: ClassVar[str] = "math500"
 
@@ -127,7 +291,7 @@ class MATH500(MathTask):
                     rationale=record.str_field("solution", optional=True),
                 )
             )
-        return problems
+        return self._filter(problems)
 
 
 class Minerva(MathTask):
