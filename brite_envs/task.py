@@ -16,7 +16,6 @@ from brite_envs.errors import EnvConfigError, ProblemNotFoundError
 from brite_envs.types import ChatMessage, Problem
 from verifiers import Verdict, Verifier
 from verifiers import shared as shared_verifier
-from verifiers.base import verify_many_with_questions, verify_with_question
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -196,17 +195,16 @@ class Task(abc.ABC):
     def grade(self, problem: Problem, completion: str) -> Verdict:
         """Grade one completion. The question goes along (to verifiers that take it) so an
         echo of the question, or a number only found in a restatement of it, scores 0."""
-        return verify_with_question(
-            self.verifier, completion, problem.verifier_reference, problem.question
+        return self.verifier.verify(
+            completion, problem.verifier_reference, question=problem.question
         )
 
     def grade_many(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[Verdict]:
         """Grade a batch (the verifier may parallelise), questions included as in :meth:`grade`."""
-        return verify_many_with_questions(
-            self.verifier,
+        return self.verifier.verify_many(
             list(completions),
             [p.verifier_reference for p in problems],
-            [p.question for p in problems],
+            questions=[p.question for p in problems],
         )
 
     def __getstate__(self) -> dict[str, Any]:

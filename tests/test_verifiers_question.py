@@ -1,13 +1,13 @@
 """Question-aware grading: an echo of the question, or an answer found only inside a
 verbatim restatement of it, is not a correct answer. Table-driven over the math, gsm8k,
-choice and exact verifiers, plus the plumbing (Task.grade passes the question; verifiers
-without a ``question`` keyword keep working)."""
+choice and exact verifiers, plus the plumbing (Task.grade passes the question; every
+verifier takes it)."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 
@@ -15,13 +15,7 @@ from brite_envs.task import Task
 from brite_envs.tasks.arith import Arith
 from brite_envs.types import Problem, ProblemMeta
 from verifiers import Status, Verdict, Verifier
-from verifiers.base import (
-    RESTATED_ONLY,
-    InProcessVerifier,
-    accepts_keyword,
-    verify_many_with_questions,
-    verify_with_question,
-)
+from verifiers.base import RESTATED_ONLY
 from verifiers.choice import ChoiceVerifier
 from verifiers.exact import ExactMatchVerifier
 from verifiers.math import MathVerifier
@@ -174,62 +168,42 @@ def test_question_checks_stay_cheap() -> None:
 # --------------------------------------------------------------------------- plumbing
 
 
-class _OldStyle(Verifier):
-    """A verifier written before ``question`` existed (like a third-party plugin)."""
+class _Recording(Verifier):
+    """A minimal third-party verifier: records what it is called with."""
 
-    name = "old"
+    name = "recording"
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
+        self.calls: list[tuple[str, str, str | None]] = []
 
-    def verify(self, completion: str, reference: str) -> Verdict:  # type: ignore[override]
-        self.calls.append((completion, reference))
+    def verify(self, completion: str, reference: str, *, question: str | None = None) -> Verdict:
+        self.calls.append((completion, reference, question))
         ok = completion.strip() == reference
-        return Verdict(float(ok), C if ok else I, completion, "old-style")
-
-    def verify_many(  # type: ignore[override]
-        self, completions: Sequence[str], references: Sequence[str]
-    ) -> list[Verdict]:
-        return [self.verify(c, r) for c, r in zip(completions, references, strict=True)]
+        return Verdict(float(ok), C if ok else I, completion, "recording")
 
 
-class _OldInProcess(InProcessVerifier):
-    name = "old-in-process"
-
-    def _verify(self, completion: str, reference: str, t0: float) -> Verdict:
-        ok = completion.strip() == reference
-        return Verdict(float(ok), C if ok else I, completion, "old _verify")
-
-
-class _Kwargs(Verifier):
-    def verify(self, completion: str, reference: str, **kw: object) -> Verdict:
-        return Verdict(1.0, C, completion, f"got {sorted(kw)}")
-
-
-def test_accepts_keyword() -> None:
-    assert accepts_keyword(GSM8KVerifier().verify, "question")
-    assert accepts_keyword(MathVerifier.verify_many, "questions")
-    assert not accepts_keyword(_OldStyle().verify, "question")
-    assert not accepts_keyword(_OldStyle().verify_many, "questions")
-    assert accepts_keyword(_Kwargs().verify, "question")
-    assert not accepts_keyword(len, "question")
-
-
-def test_helpers_pass_the_question_only_where_accepted() -> None:
-    old = _OldStyle()
-    assert verify_with_question(old, "5", "5", "What is 2 + 3?").correct
-    assert verify_many_with_questions(old, ["5", "6"], ["5", "5"], ["q", "q"])[1].status is I
-    assert verify_with_question(_Kwargs(), "x", "y", "q").reason == "got ['question']"
-    assert verify_with_question(_Kwargs(), "x", "y", None).reason == "got []"
-    # the base verify_many forwards questions only to a verify that takes them
-    assert Verifier.verify_many(old, ["5"], ["5"], questions=["q"])[0].correct
+def test_base_verify_many_forwards_questions() -> None:
+    v = _Recording()
+    assert [x.status for x in v.verify_many(["5", "6"], ["5", "5"], questions=["q1", "q2"])] == [
+        C,
+        I,
+    ]
+    assert v.verify_many(["5"], ["5"])[0].correct
+    assert v.calls == [("5", "5", "q1"), ("6", "5", "q2"), ("5", "5", None)]
+    with pytest.raises(ValueError, match="1 completions but 2 questions"):
+        v.verify_many(["5"], ["5"], questions=["a", "b"])
     assert ExactMatchVerifier().verify_many([SHORT_Q], ["25"], questions=[SHORT_Q])[0].status is I
 
 
-def test_in_process_subclass_without_question_keyword_still_works() -> None:
-    v = _OldInProcess()
-    assert v.verify("5", "5", question="What is 2 + 3?").correct
-    assert v.verify_many(["5"], ["6"], questions=["q"])[0].status is I
+@pytest.mark.parametrize("name", ["exact", "gsm8k", "choice", "math", "code"])
+def test_every_builtin_verifier_takes_the_question(name: str) -> None:
+    """``question`` is part of the Verifier interface, not an optional extra."""
+    import verifiers
+
+    v = verifiers.shared(name)
+    verdict = v.verify("no answer here", "A" if name == "choice" else "5", question="q?")
+    assert isinstance(verdict, Verdict)
+    assert len(v.verify_many(["x"], ["5"], questions=["q?"])) == 1
 
 
 class _Tiny(Task):
@@ -262,12 +236,12 @@ def test_task_grade_passes_the_question() -> None:
     assert verdicts[0].reason == ECHO
 
 
-def test_task_grade_with_verifier_without_question_keyword() -> None:
-    old = _OldStyle()
-    task = _Tiny(old)
+def test_task_grade_hands_the_question_to_a_plugin_verifier() -> None:
+    rec = _Recording()
+    task = _Tiny(rec)
     assert task.grade(task[0], "42").correct
     assert [v.status for v in task.grade_many(list(task.problems), ["42", "17"])] == [C, I]
-    assert old.calls == [("42", "42"), ("42", "42"), ("17", "18")]
+    assert rec.calls == [("42", "42", SHORT_Q), ("42", "42", SHORT_Q), ("17", "18", GSM_Q)]
 
 
 def test_task_grade_with_gsm8k_verifier() -> None:

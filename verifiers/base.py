@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import abc
 import enum
-import functools
-import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -70,10 +68,10 @@ class Verifier(abc.ABC):
     anything that goes wrong while grading becomes a Verdict with status ``error`` or
     ``timeout``.
 
-    ``question`` (keyword-only, optional) is the problem's text. Answer verifiers use it to
-    reject an echo of the question and to ignore numbers that only appear in a verbatim
-    restatement of it; verifiers that have no use for it may leave it out of their
-    signature (:func:`verify_with_question` then does not pass it).
+    ``question`` (keyword-only, optional) is the problem's text, and part of the interface:
+    every verifier accepts it. Answer verifiers use it to reject an echo of the question and
+    to ignore numbers that only appear in a verbatim restatement of it; verifiers with no use
+    for it (code) ignore it.
     """
 
     name: str = "verifier"
@@ -89,15 +87,11 @@ class Verifier(abc.ABC):
         *,
         questions: Sequence[str | None] | None = None,
     ) -> list[Verdict]:
-        """Grade many completions, keeping the order. Subclasses may parallelise.
-        ``questions`` reach :meth:`verify` only when given and when it accepts them."""
+        """Grade many completions, keeping the order. Subclasses may parallelise."""
         check_lengths(completions, references, questions)
-        if questions is None or not accepts_keyword(self.verify, "question"):
-            return [self.verify(c, r) for c, r in zip(completions, references, strict=True)]
-        return [
-            self.verify(c, r, question=q)
-            for c, r, q in zip(completions, references, questions, strict=True)
-        ]
+        qs = questions if questions is not None else [None] * len(completions)
+        triples = zip(completions, references, qs, strict=True)
+        return [self.verify(c, r, question=q) for c, r, q in triples]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release worker processes, if any."""
@@ -115,51 +109,6 @@ def check_lengths(
         raise ValueError(
             f"verify_many got {len(completions)} completions but {len(questions)} questions"
         )
-
-
-@functools.lru_cache(maxsize=256)
-def _function_accepts(fn: Callable[..., Any], keyword: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature: do not guess
-        return False
-    return any(
-        p.kind is inspect.Parameter.VAR_KEYWORD
-        or (p.name == keyword and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
-        for p in params
-    )
-
-
-def accepts_keyword(method: Callable[..., Any], keyword: str) -> bool:
-    """True when ``method`` takes ``keyword=`` (by name or through ``**kwargs``). Verifiers
-    written before ``question`` existed (or with no use for it) keep working: callers pass
-    the keyword only where this says so. Cached per function."""
-    fn = getattr(method, "__func__", method)
-    try:
-        return _function_accepts(fn, keyword)
-    except TypeError:  # unhashable callable
-        return _function_accepts.__wrapped__(fn, keyword)
-
-
-def verify_with_question(
-    verifier: Verifier, completion: str, reference: str, question: str | None
-) -> Verdict:
-    """``verifier.verify``, passing ``question=`` only if the verifier accepts it."""
-    if question is not None and accepts_keyword(verifier.verify, "question"):
-        return verifier.verify(completion, reference, question=question)
-    return verifier.verify(completion, reference)
-
-
-def verify_many_with_questions(
-    verifier: Verifier,
-    completions: Sequence[str],
-    references: Sequence[str],
-    questions: Sequence[str | None] | None,
-) -> list[Verdict]:
-    """``verifier.verify_many``, passing ``questions=`` only if the verifier accepts it."""
-    if questions is not None and accepts_keyword(verifier.verify_many, "questions"):
-        return verifier.verify_many(completions, references, questions=questions)
-    return verifier.verify_many(completions, references)
 
 
 def elapsed(t0: float) -> float:
@@ -198,8 +147,7 @@ class InProcessVerifier(Verifier):
 
     ``verify`` checks the argument types and turns any exception of the grading code into
     a Verdict with status ``error``: a bug in grading is never scored as a wrong answer.
-    Subclasses implement :meth:`_verify`; it receives ``question=`` only when its signature
-    accepts it.
+    Subclasses implement :meth:`_verify`.
     """
 
     def verify(self, completion: str, reference: str, *, question: str | None = None) -> Verdict:
@@ -213,16 +161,15 @@ class InProcessVerifier(Verifier):
                 0.0, Status.ERROR, None, f"question must be a str or None, got {question!r}"
             )
         try:
-            if question and accepts_keyword(self._verify, "question"):
-                return self._verify(completion, reference, t0, question=question)
-            return self._verify(completion, reference, t0)
+            return self._verify(completion, reference, t0, question=question or None)
         except Exception as e:  # a bug of ours; never blame the completion
             return Verdict(0.0, Status.ERROR, None, f"{type(e).__name__}: {e}", elapsed(t0))
 
     @abc.abstractmethod
-    def _verify(self, completion: str, reference: str, t0: float) -> Verdict:
-        """Grade; ``t0`` is when grading started, for ``elapsed_s``. Subclasses that use the
-        question add a keyword-only ``question: str | None = None``."""
+    def _verify(
+        self, completion: str, reference: str, t0: float, *, question: str | None = None
+    ) -> Verdict:
+        """Grade; ``t0`` is when grading started, for ``elapsed_s``."""
 
 
 def config_from(config: Any, kwargs: dict[str, Any], cls: type) -> Any:

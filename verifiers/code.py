@@ -41,7 +41,7 @@ from typing import Any
 
 import sandbox
 from sandbox import ExecResult, ExecStatus, Job
-from verifiers.base import Status, Verdict, Verifier
+from verifiers.base import Status, Verdict, Verifier, check_lengths
 from verifiers.errors import VerifierConfigError
 
 HARNESS_SOURCE = (Path(sandbox.__file__).with_name("code_harness.py")).read_text(encoding="utf-8")
@@ -337,14 +337,19 @@ class CodeVerifier(Verifier):
         self.config = config
 
     # -- public API ------------------------------------------------------------------------
-    def verify(self, completion: str, reference: str) -> Verdict:
+    def verify(self, completion: str, reference: str, *, question: str | None = None) -> Verdict:
         return self.verify_many([completion], [reference])[0]
 
-    def verify_many(self, completions: Sequence[str], references: Sequence[str]) -> list[Verdict]:
-        if len(completions) != len(references):
-            raise ValueError(
-                f"verify_many got {len(completions)} completions but {len(references)} references"
-            )
+    def verify_many(
+        self,
+        completions: Sequence[str],
+        references: Sequence[str],
+        *,
+        questions: Sequence[str | None] | None = None,
+    ) -> list[Verdict]:
+        """Grade in the sandbox, in parallel, keeping the order. The tests decide; the
+        question plays no part in grading code."""
+        check_lengths(completions, references, questions)
         items = [
             self._guarded(_Item(start=time.perf_counter()), self._prepare, c, r)
             for c, r in zip(completions, references, strict=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from verifiers.base import Status, Verdict, Verifier
+from verifiers.base import Status, Verdict, Verifier, check_lengths
 from verifiers.errors import VerifierConfigError
 
 __all__ = ["RayConfig", "RayVerifier", "ray_verifier"]
@@ -144,10 +144,12 @@ class _VerifierActor:
     def ping(self) -> tuple[str, int]:
         return self.verifier.name, os.getpid()
 
-    def verify_many(self, completions: list[Any], references: list[Any]) -> list[Verdict]:
+    def verify_many(
+        self, completions: list[Any], references: list[Any], questions: list[Any] | None
+    ) -> list[Verdict]:
         t0 = time.perf_counter()
         try:
-            return self.verifier.verify_many(completions, references)
+            return self.verifier.verify_many(completions, references, questions=questions)
         except Exception as e:  # a bug of the verifier, never the completion's fault
             reason = f"verifier raised in the Ray actor: {type(e).__name__}: {e}"
             dt = time.perf_counter() - t0
@@ -354,15 +356,18 @@ class RayVerifier(Verifier):
 
     # ------------------------------------------------------------------ grading
 
-    def verify(self, completion: str, reference: str) -> Verdict:
-        return self.verify_many([completion], [reference])[0]
+    def verify(self, completion: str, reference: str, *, question: str | None = None) -> Verdict:
+        return self.verify_many([completion], [reference], questions=[question])[0]
 
-    def verify_many(self, completions: Sequence[str], references: Sequence[str]) -> list[Verdict]:
+    def verify_many(
+        self,
+        completions: Sequence[str],
+        references: Sequence[str],
+        *,
+        questions: Sequence[str | None] | None = None,
+    ) -> list[Verdict]:
         """Shard across the actors, keeping the order; failures of Ray are error verdicts."""
-        if len(completions) != len(references):
-            raise ValueError(
-                f"verify_many got {len(completions)} completions but {len(references)} references"
-            )
+        check_lengths(completions, references, questions)
         n = len(completions)
         if n == 0:
             return []
@@ -371,7 +376,10 @@ class RayVerifier(Verifier):
         calls: list[tuple[int, Any, int, int, Any]] = []
         for (slot, actor), (lo, hi) in zip(actors, _shards(n, len(actors)), strict=False):
             try:
-                ref = actor.verify_many.remote(list(completions[lo:hi]), list(references[lo:hi]))
+                qs = None if questions is None else list(questions[lo:hi])
+                ref = actor.verify_many.remote(
+                    list(completions[lo:hi]), list(references[lo:hi]), qs
+                )
             except Exception as e:  # Ray shut down under us, an unserialisable item, ...
                 ref = e
             calls.append((slot, actor, lo, hi, ref))
