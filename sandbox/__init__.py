@@ -2,9 +2,13 @@
 throw-away process tree and returns an :class:`ExecResult`; ``sandbox.run_many`` runs many in
 parallel. ``sandbox.capabilities()`` reports the isolation actually in force.
 
-Backends are pluggable by name (``backend="process"`` now; docker and ray later). A name
+Backends are pluggable by name: ``"process"`` (local process trees, the default),
+``"docker"`` (a throw-away container per job; ``pip install 'brite[docker]'``) and ``"ray"``
+(jobs spread over a Ray cluster, each run by the process backend on its worker;
+``pip install 'brite[ray]'``). The optional ones are imported only when first used. A name
 selects a shared default instance; pass a :class:`Backend` object to use your own settings,
-e.g. ``backend=ProcessBackend(ProcessConfig(isolation="bwrap"))``.
+e.g. ``backend=ProcessBackend(ProcessConfig(isolation="bwrap"))`` or
+``backend=DockerBackend(DockerConfig(image="my/image:tag", mount_host_python=False))``.
 """
 
 from __future__ import annotations
@@ -50,7 +54,12 @@ __all__ = [
 
 BackendFactory = Callable[..., Backend]
 
-_registry: dict[str, BackendFactory | str] = {"process": "sandbox.process:ProcessBackend"}
+_registry: dict[str, BackendFactory | str] = {
+    "process": "sandbox.process:ProcessBackend",
+    # Optional backends: resolved (and their SDKs imported) only when first used.
+    "docker": "sandbox.docker_backend:DockerBackend",
+    "ray": "sandbox.ray_backend:RayBackend",
+}
 _defaults: dict[str, Backend] = {}
 _lock = threading.Lock()
 

@@ -1,4 +1,4 @@
-"""The interface every sandbox backend implements (process now; docker and ray later)."""
+"""The interface every sandbox backend implements (process, docker, ray)."""
 
 from __future__ import annotations
 

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import importlib.util
 import io
+import itertools
 import json
+import math
 import os
 import pickle
+import platform
 import re
 import tempfile
 import textwrap
@@ -34,6 +38,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
@@ -41,6 +46,7 @@ from typing import Any
 
 import sandbox
 from sandbox import ExecResult, ExecStatus, Job
+from sandbox.backend import check_concurrency
 from verifiers.base import Status, Verdict, Verifier, check_lengths
 from verifiers.errors import VerifierConfigError
 
@@ -269,6 +275,23 @@ def _default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "brite"
 
 
+@lru_cache(maxsize=1)
+def _host_signature() -> str:
+    """The kind of machine reference run times were measured on (CPU model and count,
+    architecture, Python), so that a disk cache shared between machines, or copied from a
+    faster one, never calibrates time limits for another."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next(
+                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), ""
+            )
+    except OSError:
+        pass
+    cpu = model or platform.processor() or "?"
+    return f"{platform.machine()}|{cpu}|{os.cpu_count()}|{platform.python_version()}"
+
+
 # -- the verifier ---------------------------------------------------------------------------
 
 
@@ -354,14 +377,19 @@ class CodeVerifier(Verifier):
             self._guarded(_Item(start=time.perf_counter()), self._prepare, c, r)
             for c, r in zip(completions, references, strict=True)
         ]
+        backend = sandbox.get_backend(self.config.backend)
+        if type(backend).run_many is sandbox.Backend.run_many:
+            self._run_pipelined(items, backend)
+        else:  # the backend schedules batches itself (Ray): hand it whole stages
+            self._run_staged(items)
+        return [i.verdict for i in items if i.verdict is not None]
+
+    def _run_staged(self, items: Sequence[_Item]) -> None:
+        """All expected outputs first, then every candidate, each stage as one batch."""
         try:
             self._ensure_oracles(items)
         except Exception as exc:  # never raise for what a completion or reference contains
-            for item in items:
-                if item.verdict is None and item.oracle_key:
-                    item.verdict = self._verdict(
-                        item, Status.ERROR, f"internal error computing expected outputs: {exc}"
-                    )
+            self._fail_oracle_items(items, exc)
         for item in items:
             if item.verdict is None:
                 self._guarded(item, self._make_job, item)
@@ -374,7 +402,85 @@ class CodeVerifier(Verifier):
         for item, result in zip(pending, results, strict=True):
             item.run_s = result.wall_s
             self._guarded(item, self._judge, item, result)
-        return [i.verdict for i in items if i.verdict is not None]
+
+    def _run_pipelined(self, items: Sequence[_Item], backend: sandbox.Backend) -> None:
+        """One pool for both stages, so no worker idles between them: reference runs go
+        first (they unlock candidates); a HumanEval+ candidate starts as soon as its expected
+        outputs exist, the slowest first (by the reference's run time), so the batch does not
+        end waiting on one long job."""
+        workers = check_concurrency(self.config.concurrency)
+        try:
+            todo = self._oracle_todo(items)
+            # Reference programs are trusted: several share one sandbox job (each forked in
+            # it), a few jobs per worker so the candidates they unlock can start early.
+            keys = list(todo)
+            size = max(1, math.ceil(len(keys) / (4 * workers)))
+            groups = [tuple(keys[i : i + size]) for i in range(0, len(keys), size)]
+            oracle_jobs = {g: self._oracle_group_job([todo[k] for k in g]) for g in groups}
+        except Exception as exc:
+            self._fail_oracle_items(items, exc)
+            todo, oracle_jobs = {}, {}
+        ready: list[tuple[float, int, str, Any]] = []
+        seq = itertools.count()
+        for group in oracle_jobs:
+            heapq.heappush(ready, (-math.inf, next(seq), "oracle", group))
+
+        def enqueue(item: _Item) -> None:
+            self._guarded(item, self._make_job, item)
+            if item.verdict is None and item.job is not None:
+                heapq.heappush(ready, (-self._expected_cost(item), next(seq), "grade", item))
+
+        for item in items:
+            if item.verdict is None and item.oracle_key not in todo:
+                enqueue(item)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grade") as pool:
+            running: dict[Future[ExecResult], tuple[str, Any]] = {}
+            while ready or running:
+                while ready and len(running) < workers:
+                    _, _, kind, what = heapq.heappop(ready)
+                    job = oracle_jobs[what][0] if kind == "oracle" else what.job
+                    running[pool.submit(backend.run, job)] = (kind, what)
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    kind, what = running.pop(future)
+                    result = future.result()
+                    if kind == "grade":
+                        what.run_s = result.wall_s
+                        self._guarded(what, self._judge, what, result)
+                        continue
+                    group: tuple[str, ...] = what
+                    try:
+                        retry = self._accept_oracle_group(group, result, oracle_jobs[group], items)
+                    except Exception as exc:
+                        retry = []
+                        self._fail_oracle_items([i for i in items if i.oracle_key in group], exc)
+                    for key in retry:  # the shared job failed as a whole: one job per reference
+                        oracle_jobs[(key,)] = self._oracle_job(todo[key])
+                        heapq.heappush(ready, (-math.inf, next(seq), "oracle", (key,)))
+                    for item in items:
+                        if (
+                            item.verdict is None
+                            and item.oracle_key in group
+                            and item.oracle_key not in retry
+                        ):
+                            enqueue(item)
+
+    def _expected_cost(self, item: _Item) -> float:
+        """Seconds the candidate's job should take: the reference's run time (HumanEval+)."""
+        if not item.oracle_key:
+            return 0.0
+        oracle = self._load_oracle(item.oracle_key)
+        try:
+            return float(sum(sum(t) for t in oracle["times"])) if oracle else 0.0
+        except (TypeError, ValueError, KeyError):
+            return 0.0
+
+    def _fail_oracle_items(self, items: Sequence[_Item], exc: Exception) -> None:
+        for item in items:
+            if item.verdict is None and item.oracle_key:
+                item.verdict = self._verdict(
+                    item, Status.ERROR, f"internal error computing expected outputs: {exc}"
+                )
 
     def _guarded(self, item: _Item, step: Any, *args: Any) -> _Item:
         """Run one grading step; anything unexpected becomes an ERROR verdict, never a raise."""
@@ -428,7 +534,7 @@ class CodeVerifier(Verifier):
             )
             return item
         item.ref = ref
-        if kind == "bigcodebench":
+        if kind == "bigcodebench" and self._host_libraries():
             missing = [lib for lib in ref.get("libs") or [] if not importable(lib)]
             if missing:
                 item.verdict = self._verdict(
@@ -481,12 +587,16 @@ class CodeVerifier(Verifier):
         return sets
 
     def _oracle_key(self, ref: Mapping[str, Any]) -> str:
+        """The cache key of a reference's outputs *and run times*: the times set the per-input
+        limits, so they are only reused on the same kind of machine and backend."""
         blob = json.dumps(
             {
                 "v": _ORACLE_VERSION,
                 "canonical": ref["canonical"],
                 "entry_point": ref["entry_point"],
                 "sets": self._sets(ref),
+                "host": _host_signature(),
+                "backend": self.config.backend,
             },
             sort_keys=True,
         )
@@ -525,48 +635,119 @@ class CodeVerifier(Verifier):
         except OSError:
             pass  # the cache is an optimisation; grading still works without it
 
-    def _ensure_oracles(self, items: Sequence[_Item]) -> None:
+    def _oracle_todo(self, items: Sequence[_Item]) -> dict[str, _Item]:
+        """One item per reference whose expected outputs are not cached yet."""
         todo: dict[str, _Item] = {}
         for item in items:
             key = item.oracle_key
             if item.verdict is None and key and key not in todo and self._load_oracle(key) is None:
                 todo[key] = item
-        if not todo:
-            return
-        nonces = {key: uuid.uuid4().hex for key in todo}
-        jobs = []
-        for key, item in todo.items():
-            assert item.ref is not None
-            sets = self._sets(item.ref)
-            jobs.append(
-                Job(
-                    HARNESS_SOURCE,
-                    files={
-                        "solution.py": item.ref["canonical"],
-                        "io.json": json.dumps([inputs for _, inputs in sets]),
-                        "spec.json": json.dumps(
-                            {"mode": "io_oracle", "entry_point": item.ref["entry_point"]}
-                        ),
-                    },
-                    timeout_s=self.config.oracle_timeout_s,
-                    memory_mb=max(4096, self._limits(item.ref)[1]),
-                    env={NONCE_VAR: nonces[key]},
-                    max_output_bytes=256 << 20,
-                )
-            )
-        results = sandbox.run_many(
-            jobs, concurrency=self.config.concurrency, backend=self.config.backend
+        return todo
+
+    def _oracle_job(self, item: _Item) -> tuple[Job, str]:
+        """The sandbox job that runs the reference on every input, and its nonce."""
+        assert item.ref is not None
+        nonce = uuid.uuid4().hex
+        sets = self._sets(item.ref)
+        job = Job(
+            HARNESS_SOURCE,
+            files={
+                "solution.py": item.ref["canonical"],
+                "io.json": json.dumps([inputs for _, inputs in sets]),
+                "spec.json": json.dumps(
+                    {"mode": "io_oracle", "entry_point": item.ref["entry_point"]}
+                ),
+            },
+            timeout_s=self.config.oracle_timeout_s,
+            memory_mb=max(4096, self._limits(item.ref)[1]),
+            env={NONCE_VAR: nonce},
+            max_output_bytes=256 << 20,
         )
-        for key, result in zip(todo, results, strict=True):
-            out = _parse_result(result.stdout, nonces[key])
-            if out is not None and out.get("outcome") == "oracle":
+        return job, nonce
+
+    def _accept_oracle(
+        self, key: str, result: ExecResult, nonce: str, items: Sequence[_Item]
+    ) -> None:
+        """Store a reference run's outputs, or fail every item that needed them."""
+        out = _parse_result(result.stdout, nonce)
+        if out is not None and out.get("outcome") == "oracle":
+            try:
+                data = _safe_loads(base64.b64decode(out["payload"]))
+                self._store_oracle(key, data)
+                return
+            except (pickle.UnpicklingError, ValueError, KeyError, TypeError, EOFError):
+                pass
+        why = _describe_run_failure(result, out)
+        for other in items:
+            if other.verdict is None and other.oracle_key == key:
+                other.verdict = self._verdict(
+                    other,
+                    Status.ERROR,
+                    "could not compute the expected outputs from the reference solution: " + why,
+                )
+
+    def _oracle_group_job(self, group: Sequence[_Item]) -> tuple[Job, str]:
+        """One sandbox job computing the expected outputs of several references."""
+        if len(group) == 1:
+            return self._oracle_job(group[0])
+        nonce = uuid.uuid4().hex
+        files: dict[str, str] = {}
+        problems = []
+        for n, item in enumerate(group):
+            assert item.ref is not None
+            files[f"oracle/{n}.py"] = item.ref["canonical"]
+            files[f"oracle/{n}.json"] = json.dumps([inputs for _, inputs in self._sets(item.ref)])
+            problems.append(
+                {
+                    "entry_point": item.ref["entry_point"],
+                    "solution": f"oracle/{n}.py",
+                    "io": f"oracle/{n}.json",
+                    "timeout_s": self.config.oracle_timeout_s,
+                }
+            )
+        files["spec.json"] = json.dumps({"mode": "io_oracle_many", "problems": problems})
+        job = Job(
+            HARNESS_SOURCE,
+            files=files,
+            timeout_s=self.config.oracle_timeout_s * len(group) + self.config.startup_s,
+            memory_mb=max(4096, *(self._limits(i.ref)[1] for i in group if i.ref is not None)),
+            env={NONCE_VAR: nonce},
+            max_output_bytes=256 << 20,
+        )
+        return job, nonce
+
+    def _accept_oracle_group(
+        self,
+        group: tuple[str, ...],
+        result: ExecResult,
+        job: tuple[Job, str],
+        items: Sequence[_Item],
+    ) -> list[str]:
+        """Store each reference's outputs or fail the items that needed them; the keys to
+        retry one by one when the shared job failed as a whole (so one bad reference cannot
+        take the others down)."""
+        nonce = job[1]
+        if len(group) == 1:  # a plain io_oracle job (see _oracle_group_job)
+            self._accept_oracle(group[0], result, nonce, items)
+            return []
+        out = _parse_result(result.stdout, nonce)
+        subs = (
+            out.get("results") if out is not None and out.get("outcome") == "oracle_many" else None
+        )
+        if not isinstance(subs, list) or len(subs) != len(group):
+            return list(group)
+        for key, sub in zip(group, subs, strict=True):
+            if isinstance(sub, dict) and sub.get("outcome") == "oracle":
                 try:
-                    data = _safe_loads(base64.b64decode(out["payload"]))
-                    self._store_oracle(key, data)
+                    self._store_oracle(key, _safe_loads(base64.b64decode(sub["payload"])))
                     continue
                 except (pickle.UnpicklingError, ValueError, KeyError, TypeError, EOFError):
                     pass
-            why = _describe_run_failure(result, out)
+            sub = sub if isinstance(sub, dict) else {}
+            if sub.get("outcome") == "timeout":
+                why = f"the reference ran past its {sub.get('limit_s')} s limit"
+            else:
+                why = _describe_run_failure(result, sub)
             for other in items:
                 if other.verdict is None and other.oracle_key == key:
                     other.verdict = self._verdict(
@@ -575,6 +756,20 @@ class CodeVerifier(Verifier):
                         "could not compute the expected outputs from the reference solution: "
                         + why,
                     )
+        return []
+
+    def _ensure_oracles(self, items: Sequence[_Item]) -> None:
+        todo = self._oracle_todo(items)
+        if not todo:
+            return
+        jobs = {key: self._oracle_job(item) for key, item in todo.items()}
+        results = sandbox.run_many(
+            [job for job, _ in jobs.values()],
+            concurrency=self.config.concurrency,
+            backend=self.config.backend,
+        )
+        for (key, (_, nonce)), result in zip(jobs.items(), results, strict=True):
+            self._accept_oracle(key, result, nonce, items)
 
     # -- stage 3: the candidate's job --------------------------------------------------------
     def _limits(self, ref: Mapping[str, Any]) -> tuple[float, int]:
@@ -674,7 +869,7 @@ class CodeVerifier(Verifier):
             return self._verdict(
                 item, Status.ERROR, f"the test harness failed: {_describe_error(out.get('error'))}"
             )
-        missing = self._missing_module(ref, out)
+        missing = self._missing_module(ref, out, host=self._host_libraries())
         if missing:
             return self._verdict(
                 item,
@@ -699,11 +894,21 @@ class CodeVerifier(Verifier):
             )
         return self._verdict(item, Status.INCORRECT, _describe_failure(kind, out))
 
+    def _host_libraries(self) -> bool:
+        """Whether sandboxed programs import this interpreter's libraries, so a missing one can
+        be found here before running. False for a backend that runs its own image (a docker
+        image with the BigCodeBench stack): then only the sandbox can tell what is missing."""
+        backend = sandbox.get_backend(self.config.backend)
+        return bool(getattr(backend, "uses_host_python", True))
+
     @staticmethod
-    def _missing_module(ref: Mapping[str, Any], out: Mapping[str, Any]) -> str | None:
-        """A module missing on this machine that grading needs: raised inside a library or
-        the tests, or imported by the candidate but declared in the task's ``libs``. A module
-        the candidate alone chose to import is the candidate's problem (INCORRECT)."""
+    def _missing_module(
+        ref: Mapping[str, Any], out: Mapping[str, Any], *, host: bool = True
+    ) -> str | None:
+        """A module missing where the program ran that grading needs: raised inside a library
+        or the tests, or imported by the candidate but declared in the task's ``libs``. A
+        module the candidate alone chose to import is the candidate's problem (INCORRECT).
+        With ``host`` (the sandbox runs this interpreter), one importable here is not missing."""
         found: list[tuple[str, str]] = []  # (module, file it was raised in)
         err = out.get("error") or {}
         if err.get("type") in ("ModuleNotFoundError", "ImportError") and err.get("module"):
@@ -716,7 +921,7 @@ class CodeVerifier(Verifier):
         declared = set(ref.get("libs") or [])
         for name, where in found:
             root = name.split(".")[0]
-            if importable(root):
+            if host and importable(root):
                 continue
             if where != "solution.py" or root in declared:
                 return root
