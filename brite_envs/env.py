@@ -22,7 +22,7 @@ from brite_envs.registry import make_task
 from brite_envs.spaces import TokenIds, TokenSequence, UnicodeText
 from brite_envs.task import Task
 from brite_envs.tokens import TokenCodec, TokenizerLike, load_tokenizer
-from brite_envs.types import Problem
+from brite_envs.types import ChatMessage, Problem
 from verifiers import Verdict
 from verifiers.rubric import Rubric, as_rubric
 
@@ -47,6 +47,19 @@ def resolve_task(task: Task | str, split: str | None, data_path: str | None) -> 
     if data_path is not None:
         kwargs["path"] = data_path
     return make_task(task, **kwargs)
+
+
+def encode_prompt_ids(
+    codec: TokenCodec, problem: Problem, messages: list[ChatMessage], text: str, limit: int
+) -> list[int]:
+    """The prompt's token ids, or a clear error when they exceed ``limit`` tokens."""
+    ids = codec.encode_prompt(messages, text)
+    if len(ids) > limit:
+        raise EnvConfigError(
+            f"problem {problem.id!r}: prompt has {len(ids)} tokens, more than "
+            f"max_prompt_tokens={limit}; raise max_prompt_tokens"
+        )
+    return ids
 
 
 def score_completion(
@@ -184,12 +197,9 @@ class ReasoningEnv(gym.Env[Any, Any]):
         }
         if self.codec is None:
             return self._prompt_text, info
-        prompt_ids = self.codec.encode_prompt(messages, self._prompt_text)
-        if len(prompt_ids) > self.max_prompt_tokens:
-            raise EnvConfigError(
-                f"problem {problem.id!r}: prompt has {len(prompt_ids)} tokens, more than "
-                f"max_prompt_tokens={self.max_prompt_tokens}; raise max_prompt_tokens"
-            )
+        prompt_ids = encode_prompt_ids(
+            self.codec, problem, messages, self._prompt_text, self.max_prompt_tokens
+        )
         self._buf = np.empty(len(prompt_ids) + self.max_new_tokens, dtype=np.int64)
         self._buf[: len(prompt_ids)] = prompt_ids
         self._prompt_len = self._len = len(prompt_ids)

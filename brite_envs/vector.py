@@ -20,7 +20,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from brite_envs.env import resolve_task, score_completion
+from brite_envs.env import encode_prompt_ids, resolve_task, score_completion
 from brite_envs.errors import EnvConfigError, EpisodeStateError
 from brite_envs.spaces import TokenBatch, TokenIds
 from brite_envs.task import Task
@@ -57,6 +57,8 @@ class TokenVectorEnv(VectorEnv[Any, np.ndarray, np.ndarray]):
             raise EnvConfigError(f"num_envs must be >= 1, got {num_envs}")
         if max_new_tokens < 1:
             raise EnvConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if max_prompt_tokens < 1:
+            raise EnvConfigError(f"max_prompt_tokens must be >= 1, got {max_prompt_tokens}")
         self.task = resolve_task(task, split, data_path)
         self.rubric = as_rubric(rubric)
         self.num_envs = int(num_envs)
@@ -166,12 +168,7 @@ class TokenVectorEnv(VectorEnv[Any, np.ndarray, np.ndarray]):
         problem = self.task[index]
         messages = self.task.render_messages(problem, hinted=self.hinted)
         text = self.task.render_prompt(problem, hinted=self.hinted)
-        ids = self.codec.encode_prompt(messages, text)
-        if len(ids) > self.max_prompt_tokens:
-            raise EnvConfigError(
-                f"problem {problem.id!r}: prompt has {len(ids)} tokens, more than "
-                f"max_prompt_tokens={self.max_prompt_tokens}; raise max_prompt_tokens"
-            )
+        ids = encode_prompt_ids(self.codec, problem, messages, text, self.max_prompt_tokens)
         self._buf[row, : len(ids)] = ids
         self._buf[row, len(ids) :] = 0
         self._lengths[row] = self._prompt_lengths[row] = len(ids)
