@@ -308,18 +308,28 @@ def test_bigcodebench_hard_canonical_pass_rate(data_dir: Path) -> None:
     start = time.perf_counter()
     verdicts = task.grade_many(runnable, [task.reference_completion(p) for p in runnable])
     took = time.perf_counter() - start
+    # "cannot grade here" (an undeclared library, no network in the sandbox, missing NLTK
+    # data) is this machine's limit, not the code's: those tasks are not runnable here either.
+    blocked = collections.Counter(
+        v.reason.split(": ", 1)[1].split(" (first")[0].split(";")[0]
+        for v in verdicts
+        if v.status is Status.ERROR and v.reason.startswith("cannot grade here")
+    )
+    gradable = len(runnable) - sum(blocked.values())
     passed = sum(v.correct for v in verdicts)
     print(
-        f"\nBigCodeBench-Hard: {len(problems)} tasks, {len(problems) - len(runnable)} not "
-        f"runnable (missing: {dict(missing.most_common())}); canonical passes {passed}/"
-        f"{len(runnable)} runnable ({_summary(verdicts)}) in {took:.0f}s"
+        f"\nBigCodeBench-Hard: {len(problems)} tasks; {len(problems) - len(runnable)} not "
+        f"runnable (declared libraries missing: {dict(missing.most_common())}); "
+        f"{sum(blocked.values())} more cannot be graded here ({dict(blocked)}); canonical "
+        f"passes {passed}/{gradable} = {passed / max(gradable, 1):.1%} of the runnable "
+        f"({_summary(verdicts)}) in {took:.0f}s"
     )
     for p, v in zip(runnable, verdicts, strict=True):
         if not v.correct:
             print(f"  {p.id}: {v.status} {v.reason[:200]}")
-    # The failures seen here come from library versions newer than the benchmark's pins,
-    # tasks that need the internet, and undeclared optional dependencies, not the sandbox.
-    assert passed >= 0.85 * len(runnable)
+    # The remaining failures come from library versions newer than the benchmark's pins
+    # (pandas 3 removed DataFrame.applymap), not from the sandbox.
+    assert passed >= 0.95 * gradable
     assert not any(v.status is Status.UNPARSABLE for v in verdicts)
 
 

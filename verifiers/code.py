@@ -63,7 +63,9 @@ _ORACLE_VERSION = "1"
 KIND_LIMITS: Mapping[str, tuple[float, int]] = {
     "humaneval": (10.0, 2048),
     "humanevalplus": (60.0, 2048),
-    "bigcodebench": (120.0, 8192),
+    # BigCodeBench's own per-task wall limit (TIMEOUT_LIMIT, BIGCODEBENCH_TIMEOUT_PER_TASK):
+    # some canonical test suites legitimately run for minutes (BigCodeBench/461: ~155 s).
+    "bigcodebench": (240.0, 8192),
 }
 
 
@@ -876,6 +878,9 @@ class CodeVerifier(Verifier):
                 Status.ERROR,
                 f"cannot grade here: library {missing!r} is not installed (ModuleNotFoundError)",
             )
+        blocked = _environment_failure(out)
+        if blocked and outcome in ("failed", "candidate_error", "test_error"):
+            return self._verdict(item, Status.ERROR, f"cannot grade here: {blocked}")
         if outcome == "candidate_error":
             return self._verdict(
                 item,
@@ -926,6 +931,40 @@ class CodeVerifier(Verifier):
             if where != "solution.py" or root in declared:
                 return root
         return None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ENVIRONMENT_FAILURES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"Temporary failure in name resolution|Name or service not known|NameResolutionError"
+            r"|Failed to resolve|\[Errno -[235]\]|Network is unreachable|No route to host"
+        ),
+        "the tests need network access, which the sandbox denies",
+    ),
+    (
+        re.compile(r"Resource (\S+) not found\.\s+Please use the NLTK Downloader"),
+        "the tests need NLTK data that is not installed here (python -m nltk.downloader ...)",
+    ),
+)
+
+
+def _environment_failure(out: Mapping[str, Any]) -> str | None:
+    """Why a failure came from this machine rather than the code: no network inside the
+    sandbox, or a data package (NLTK corpora) that is not installed. Such a run says nothing
+    about the code, so it is an ``error``, never ``incorrect``."""
+    err = out.get("error") or {}
+    text = (
+        f"{err.get('message', '') if isinstance(err, Mapping) else err}\n{out.get('trace') or ''}"
+    )
+    text = _ANSI.sub("", text)
+    for pattern, why in _ENVIRONMENT_FAILURES:
+        found = pattern.search(text)
+        if found:
+            where = f" (first: {out.get('test')})" if out.get("test") else ""
+            detail = f"; {found.group(1)!r} missing" if found.groups() else ""
+            return f"{why}{detail}{where}"
+    return None
 
 
 _MISSING_PATTERNS = (
