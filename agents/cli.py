@@ -9,9 +9,10 @@ with a one-line error that lists the valid choices.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,23 @@ e.g. brite-agent run env=gsm8k env.eval_size=100 agent.max_new_tokens=512
 """
 
 GROUPS = ("env", "model", "agent")
+
+
+def run_eval_agent(cfg: Any) -> int:
+    return run_eval(cfg)
+
+
+AGENTS: dict[str, Callable[[Any], int] | str] = {
+    "eval": run_eval_agent,
+    "brite": "agents.brite:run_brite",
+    "ppo": "agents.brite:run_ppo",
+    "rs": "agents.baselines:run_rs",
+    "star": "agents.baselines:run_star",
+    "sft": "agents.baselines:run_sft",
+    "dpo": "agents.baselines:run_dpo",
+}
+"""What ``agent.name`` runs: a function of the composed config returning an exit code
+(``"module:function"`` strings are imported on use, so ``list`` does not import torch)."""
 
 
 def _choices(group: str) -> list[str]:
@@ -105,9 +123,15 @@ def cmd_run(overrides: Sequence[str]) -> int:
         print(OmegaConf.to_yaml(compose([o for o in overrides if o != "--cfg"])))
         return 0
     cfg = compose(overrides)
-    if cfg.agent.name != "eval":
-        raise ConfigError(f"agent={cfg.agent.name!r} is not available; valid: {_choices('agent')}")
-    return run_eval(cfg)
+    runner = AGENTS.get(str(cfg.agent.name))
+    if runner is None:
+        raise ConfigError(
+            f"agent.name={cfg.agent.name!r} has no runner; valid: {', '.join(sorted(AGENTS))}"
+        )
+    if isinstance(runner, str):
+        module, attr = runner.split(":")
+        runner = getattr(importlib.import_module(module), attr)
+    return runner(cfg)
 
 
 def run_eval(cfg: Any) -> int:

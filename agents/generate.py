@@ -52,8 +52,8 @@ def generate(
     sample = temperature > 0
     with torch.no_grad():
         out = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention,
+            input_ids=input_ids.to(model.device),
+            attention_mask=attention.to(model.device),
             max_new_tokens=max_new_tokens,
             do_sample=sample,
             temperature=temperature if sample else None,

@@ -26,7 +26,7 @@ def test_list_shows_all_13_envs(capsys: pytest.CaptureFixture[str]) -> None:
     [
         ("env=gsm9k", "valid choices: aime24"),
         ("model=gpt5", "valid choices:"),
-        ("agent=ppo", "valid choices: eval"),
+        ("agent=nope", "valid choices: "),
         ("agent.nope=1", "Could not override 'agent.nope'"),
         ("seed", "not key=value"),
     ],
