@@ -52,13 +52,13 @@ def test_compose_defaults() -> None:
 
 
 def test_bad_config_value_is_reported(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["run", "model=tiny", "agent.batch_size=0", f"out={tmp_path}"]) == 2
+    assert main(["run", "agent=eval", "model=tiny", "agent.batch_size=0", f"out={tmp_path}"]) == 2
     assert "agent.batch_size must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_run_tiny_model_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(
-        ["run", "model=tiny", "env.eval_size=6", "agent.max_new_tokens=8",
+        ["run", "agent=eval", "model=tiny", "env.eval_size=6", "agent.max_new_tokens=8",
          "agent.batch_size=4", f"out={tmp_path}"]
     )  # fmt: skip
     assert rc == 0
