@@ -82,6 +82,8 @@ def compose(overrides: Sequence[str]) -> Any:
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
         first = str(exc).strip().splitlines()[0]
+        if first.startswith("Could not override"):
+            first += " It is not in the config: add it with +key=value"
         raise ConfigError(
             f"bad override ({first}); groups are {', '.join(GROUPS)}, top-level keys are "
             "seed, out, and env.*/model.*/agent.* keys (see `brite-agent run --cfg`)"
