@@ -46,7 +46,7 @@ def test_unknown_command() -> None:
 
 def test_compose_defaults() -> None:
     cfg = compose([])
-    assert (cfg.env.name, cfg.model.name, cfg.agent.name) == ("arith", "smollm2-135m", "eval")
+    assert (cfg.env.name, cfg.model.name, cfg.agent.name) == ("arith", "smollm2-135m", "brite")
     with pytest.raises(ConfigError):
         compose(["env=nope"])
 
@@ -67,5 +67,5 @@ def test_run_tiny_model_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     assert metrics["n"] == 6 == len(rows)
     assert sum(metrics["status_counts"].values()) == 6
     assert all(0 < r["completion_tokens"] <= 8 for r in rows)
-    assert {r["problem_id"] for r in rows} == {f"arith/test/s0/L{i % 5 + 1}/{i}" for i in range(6)}
+    assert {r["problem_id"] for r in rows} == {f"arith/test/s0/L{i % 2 + 1}/{i}" for i in range(6)}
     assert "accuracy" in capsys.readouterr().out
