@@ -89,8 +89,24 @@ def load_model(spec: ModelSpec, *, seed: int = 0) -> tuple[Any, Any]:
                 f"could not load model {spec.name!r} from {folder!r}: {hint}. "
                 f"({type(exc).__name__}: {str(exc)[:300]})"
             ) from exc
+    if spec.gguf_file:
+        _forget_gguf_quantizer(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     model.eval()
     return model, tokenizer
+
+
+def _forget_gguf_quantizer(model: Any) -> None:
+    """A GGUF checkpoint is dequantized into ordinary ``dtype`` weights on load; transformers
+    keeps its loader as the model's quantizer and then refuses ``save_pretrained``. Dropping
+    it makes checkpoints and the final policy plain Hugging Face folders."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    for attr in ("is_quantized", "_is_quantized_training_enabled"):
+        if getattr(model, attr, False):
+            setattr(model, attr, False)
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "quantization_config"):
+        del config.quantization_config
