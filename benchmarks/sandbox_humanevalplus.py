@@ -23,8 +23,12 @@ For reference, a last row times evalplus the way its README runs it: the ``evalp
 command with its own defaults (``--parallel`` = half the CPUs), cold, as a whole process
 (start-up and its exit wait included), against brite's cold grading with its defaults.
 
+By default brite's process backend runs every program through its fork server (one warm
+sandboxed interpreter forking each job into fresh namespaces); ``--fork-server off`` times
+the plain path (one sandbox and interpreter start-up per program) instead.
+
     python -m benchmarks.sandbox_humanevalplus [--data PATH] [--concurrency N] [--limit N]
-        [--rounds R] [--no-warm] [--no-cli] [--json OUT]
+        [--rounds R] [--no-warm] [--no-cli] [--fork-server auto|on|off] [--json OUT]
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ import psutil
 
 import sandbox
 from brite_envs.tasks.code_tasks import HumanEvalPlus
+from sandbox.process import ProcessBackend
 from verifiers.base import Verdict
 from verifiers.code import CodeVerifier, CodeVerifierConfig, clear_oracle_cache
 
@@ -106,7 +111,18 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
             fh.write(json.dumps(row) + "\n")
 
 
-def machine() -> dict[str, Any]:
+def brite_backend(fork_server: str) -> str:
+    """The registered name of the process backend to grade with (the default one for
+    ``auto``)."""
+    if fork_server == "auto":
+        return "process"
+    name = f"process-fork-server-{fork_server}"
+    if name not in sandbox.available_backends():
+        sandbox.register_backend(name, lambda: ProcessBackend(fork_server=fork_server))
+    return name
+
+
+def machine(backend: str = "process") -> dict[str, Any]:
     """What the numbers were measured on (the load average matters on a shared machine)."""
     model = ""
     try:
@@ -122,7 +138,7 @@ def machine() -> dict[str, Any]:
         evalplus_version = str(getattr(evalplus, "__version__", "?"))
     except ImportError:
         evalplus_version = "not installed"
-    caps = sandbox.capabilities()
+    caps = sandbox.capabilities(backend)
     return {
         "cpu": model or platform.processor() or "?",
         "logical_cpus": os.cpu_count(),
@@ -331,6 +347,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--no-cli", action="store_true", help="skip the evalplus-command-with-defaults run"
     )
+    parser.add_argument(
+        "--fork-server",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="brite's process backend: through its fork server (auto/on) or the plain way",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.rounds < 1 or (args.limit is not None and args.limit < 1):
@@ -357,13 +379,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         task = HumanEvalPlus(path=dataset)
         task.problems  # noqa: B018 - load before timing
         brite_cache = tmp / "brite-cache"
+        backend = brite_backend(args.fork_server)
         verifier = CodeVerifier(
-            CodeVerifierConfig(concurrency=args.concurrency, cache_dir=str(brite_cache))
+            CodeVerifierConfig(
+                concurrency=args.concurrency, cache_dir=str(brite_cache), backend=backend
+            )
         )
         ep_cache = tmp / "evalplus-cache"
         phases = ["cold"] if args.no_warm else ["cold", "warm"]
         runs: dict[str, dict[str, list[Run]]] = {p: {"brite": [], "evalplus": []} for p in phases}
-        info = machine()
+        info = machine(backend)
         for r in range(args.rounds):
             # Alternate who goes first, so slow drift on a shared machine hits both alike.
             order = ("brite", "evalplus") if r % 2 == 0 else ("evalplus", "brite")

@@ -12,9 +12,12 @@ sandbox relies on RLIMIT_NPROC (which does bind non-root users).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import queue
 import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -91,6 +94,73 @@ class JobCgroup:
                 return
             except OSError:
                 time.sleep(0.01)
+
+
+class _Disposer:
+    """Kills and removes job cgroups off the job's path: a job's last process (the fork
+    server's init) may still be exiting when its report is in, and waiting for it would
+    leave a worker idle for the few milliseconds a namespace takes to be torn down."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[tuple[JobCgroup, float] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pending = 0
+
+    def submit(self, cgroup: JobCgroup, budget_s: float) -> None:
+        with self._lock:
+            self._pending += 1
+            if self._thread is None or not self._thread.is_alive():  # also after a fork
+                self._thread = threading.Thread(
+                    target=self._run, name="brite-cgroup-disposer", daemon=True
+                )
+                self._thread.start()
+        self._queue.put((cgroup, budget_s))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            cgroup, budget_s = item
+            try:
+                cgroup.kill_all(budget_s=budget_s)
+                cgroup.remove()
+            finally:
+                with self._lock:
+                    self._pending -= 1
+
+    def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait until every submitted cgroup is gone (interpreter exit)."""
+        end = time.monotonic() + timeout_s
+        while self._pending and time.monotonic() < end:
+            time.sleep(0.005)
+
+
+_disposer = _Disposer()
+atexit.register(lambda: _disposer.drain())
+
+
+def _after_fork_in_child() -> None:
+    global _disposer
+    _disposer = _Disposer()  # the parent's thread and lock are not this process's
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def dispose(cgroup: JobCgroup, budget_s: float = 5.0) -> None:
+    """Remove ``cgroup`` now if it is already empty, else kill what is left in it and remove
+    it in the background."""
+    try:
+        cgroup.path.rmdir()
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
+    _disposer.submit(cgroup, budget_s)
 
 
 def _try_parent(parent: Path, version: int) -> PidsController | None:

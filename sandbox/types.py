@@ -181,6 +181,9 @@ class Capabilities:
     ``RLIMIT_NPROC`` (binds non-root users only), or ``none``."""
     python: str = ""
     notes: tuple[str, ...] = ()
+    fork_server: bool = False
+    """Jobs are forked from a warm sandboxed interpreter into fresh namespaces of their own
+    (process backend, ``bwrap``; see :mod:`sandbox.forkserver`), not started one by one."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -197,6 +200,7 @@ class Capabilities:
             "process_limit": self.process_limit,
             "python": self.python,
             "notes": list(self.notes),
+            "fork_server": self.fork_server,
         }
 
     def summary(self) -> str:
@@ -207,5 +211,6 @@ class Capabilities:
             f"rlimits={','.join(self.rlimits) or 'none'}",
             f"process-limit={self.process_limit!r}",
             f"env={'scrubbed' if self.env_scrubbed else 'inherited'}",
+            f"fork-server={'yes' if self.fork_server else 'no'}",
         ]
         return f"sandbox backend {self.backend!r} isolation {self.isolation!r}: " + " ".join(flags)

@@ -244,6 +244,125 @@ def test_humanevalplus_catches_what_base_tests_miss(data_dir: Path, tmp_path: Pa
         HumanEvalPlus(base_only="yes")  # type: ignore[arg-type]
 
 
+def test_humanevalplus_reports_the_input_as_given(tmp_path: Path) -> None:
+    """The harness no longer copies every input before the call (that cost more than most
+    programs); a failure report still shows the input as it was before the program changed it."""
+    ref = json.dumps(
+        {
+            "kind": "humanevalplus",
+            "prompt": "def f(xs):\n",
+            "entry_point": "f",
+            "canonical": "def f(xs):\n    return sorted(xs)\n",
+            "base_input": [[[3, 1, 2]], [[5, 4]]],
+            "plus_input": [],
+            "atol": 0,
+        }
+    )
+    v = CodeVerifier(cache_dir=str(tmp_path))
+    mutating = "```python\ndef f(xs):\n    xs.clear()\n    return [0]\n```"
+    in_place = "```python\ndef f(xs):\n    xs.sort()\n    return xs\n```"
+    wrong, right = v.verify_many([mutating, in_place], [ref, ref])
+    assert wrong.status is Status.INCORRECT and "[[3, 1, 2]]" in wrong.reason, wrong
+    assert right.status is Status.CORRECT, right
+
+
+def test_humanevalplus_large_outputs_are_matched_exactly(tmp_path: Path) -> None:
+    """Outputs over 64 KB travel as hashes: a large string by its pickle's hash, a large list
+    by an equality-preserving digest (so [1, 2] matches [1.0, 2.0], as == does)."""
+
+    def ref(canonical: str) -> str:
+        return json.dumps(
+            {
+                "kind": "humanevalplus",
+                "prompt": "def f(n):\n",
+                "entry_point": "f",
+                "canonical": canonical,
+                "base_input": [[100_000], [5]],
+                "plus_input": [],
+                "atol": 0,
+            }
+        )
+
+    def fenced(body: str) -> str:
+        return f"```python\ndef f(n):\n{body}\n```"
+
+    v = CodeVerifier(cache_dir=str(tmp_path))
+    text = ref("def f(n):\n    return 'ab' * n\n")
+    numbers = ref("def f(n):\n    return [float(i) for i in range(n)]\n")
+    reduced = (
+        "    import base64, pickle\n"
+        "    exp = pickle.loads(base64.b64decode(open('expected.b64').read()))\n"
+        "    return exp[0][0] if n > 10 else 'ab' * n"
+    )
+    cases = [
+        (text, "    return 'ab' * n", Status.CORRECT),
+        (text, "    return 'ab' * n if n < 10 else 'ab' * (n - 1) + 'aX'", Status.INCORRECT),
+        (text, reduced, Status.INCORRECT),  # handing back the hash is not the output
+        (numbers, "    return list(range(n))", Status.CORRECT),  # equal ints for floats
+        (numbers, "    return [float(i) for i in range(n - 1)] + [0.5]", Status.INCORRECT),
+    ]
+    verdicts = v.verify_many([fenced(b) for _, b, _ in cases], [r for r, _, _ in cases])
+    for (_, body, expected), verdict in zip(cases, verdicts, strict=True):
+        assert verdict.status is expected, (body, verdict)
+    assert "<large output>" in verdicts[1].reason
+
+
+def _reference_feed(h: object, x: object) -> None:
+    """The harness's digest, item by item, as first written (its fast paths must agree)."""
+    import math
+
+    from sandbox.code_harness import _number_token
+
+    t = type(x)
+    if t is bool or t is int or (t is float and math.isfinite(x) and x.is_integer()):
+        h.update(b"i" + hex(int(x)).encode() + b";")  # type: ignore[attr-defined]
+    elif t is float:
+        h.update(b"f" + repr(x).encode() + b";")  # type: ignore[attr-defined]
+    elif t in (list, tuple):
+        h.update((b"L" if t is list else b"T") + b"%d[" % len(x))  # type: ignore[attr-defined]
+        for v in x:  # type: ignore[attr-defined]
+            if type(v) in (bool, int, float):
+                h.update(_number_token(v).encode())  # type: ignore[attr-defined]
+            else:
+                _reference_feed(h, v)
+        h.update(b"]")  # type: ignore[attr-defined]
+    else:
+        raise TypeError(f"only numbers and lists of them here, got {t.__name__}")
+
+
+def test_harness_digest_fast_paths_match_the_item_by_item_digest() -> None:
+    import hashlib
+    import random
+
+    from sandbox.code_harness import _number_list_digest, digest
+
+    rng = random.Random(7)
+    specials = [float("inf"), float("-inf"), float("nan"), -0.0, 0.0, 1e300, 2.0**60, True, False]
+
+    def number() -> object:
+        kind = rng.random()
+        if kind < 0.3:
+            return rng.randint(-(10**20), 10**20)
+        if kind < 0.55:
+            return float(rng.randint(-1000, 1000))
+        if kind < 0.65:
+            return rng.choice(specials)
+        return rng.uniform(-1e6, 1e6)
+
+    cases: list[object] = [[], (), [1, 2.0, True], [float(i) for i in range(100)], [10**400, 1.0]]
+    for _ in range(2000):
+        items = [number() for _ in range(rng.randint(0, 20))]
+        cases.append(items if rng.random() < 0.7 else tuple(items))
+    cases += [[c, [1.0, 2]] for c in cases[:100]]
+    for case in cases:
+        h = hashlib.sha256()
+        _reference_feed(h, case)
+        assert digest(case) == h.hexdigest(), case
+        fast = _number_list_digest(case)  # type: ignore[arg-type]
+        if fast is not None:
+            assert fast == (h.hexdigest(), True), case
+
+
 @pytest.mark.slow
 def test_humanevalplus_all_164(data_dir: Path, tmp_path: Path) -> None:
     clear_oracle_cache()

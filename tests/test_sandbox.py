@@ -1,8 +1,9 @@
 """The sandbox: the public API, the process backend, and untrusted code trying to escape.
 
 Threat tests run under every isolation level this machine supports (``bwrap``, ``unshare``,
-``none``); a threat a level cannot contain (network, filesystem writes without ``bwrap``)
-is skipped with the reason printed, never faked.
+``none``), and for ``bwrap`` both through the fork server (``bwrap-forkserver``, the default)
+and with one sandbox start-up per job (``bwrap``); a threat a level cannot contain (network,
+filesystem writes without ``bwrap``) is skipped with the reason printed, never faked.
 """
 
 from __future__ import annotations
@@ -25,38 +26,45 @@ from sandbox.errors import IsolationUnavailableError
 from sandbox.process import ProcessBackend, ProcessConfig
 
 LEVELS = ("bwrap", "unshare", "none")
+VARIANTS = ("bwrap-forkserver", *LEVELS)
+"""How jobs can run: an isolation level, and for bwrap also through the fork server."""
 _backends: dict[str, ProcessBackend | str] = {}
 
 
-def backend_for(level: str) -> ProcessBackend:
-    """A backend forced to ``level``; skips (saying why) where this machine lacks it."""
-    if level not in _backends:
-        b = ProcessBackend(isolation=level)
+def backend_for(variant: str) -> ProcessBackend:
+    """A backend forced to ``variant`` (see VARIANTS); skips (saying why) where this machine
+    lacks it."""
+    if variant not in _backends:
+        level, _, fork = variant.partition("-")
+        b = ProcessBackend(isolation=level, fork_server="on" if fork else "off")
         try:
-            b.capabilities()
-            _backends[level] = b
+            caps = b.capabilities()
+            assert caps.fork_server == bool(fork), caps
+            _backends[variant] = b
         except IsolationUnavailableError as exc:
-            _backends[level] = str(exc)
-    found = _backends[level]
+            _backends[variant] = str(exc)
+    found = _backends[variant]
     if isinstance(found, str):
-        pytest.skip(f"isolation {level!r} unavailable here: {found}")
+        pytest.skip(f"{variant!r} unavailable here: {found}")
     return found
 
 
-@pytest.fixture(params=LEVELS)
+@pytest.fixture(params=VARIANTS)
 def level_backend(request: pytest.FixtureRequest) -> ProcessBackend:
-    """Each isolation level in turn (cheap threats run under all of them)."""
+    """Each isolation level in turn, bwrap with and without the fork server (cheap threats
+    run under all of them)."""
     return backend_for(request.param)
 
 
 @pytest.fixture(
     params=[
         pytest.param("auto", id="auto"),
-        *[pytest.param(level, id=level, marks=pytest.mark.slow) for level in LEVELS],
+        *[pytest.param(v, id=v, marks=pytest.mark.slow) for v in VARIANTS],
     ]
 )
 def any_backend(request: pytest.FixtureRequest) -> ProcessBackend:
-    """The default (strongest) level; every level explicitly under ``-m slow``."""
+    """The default (strongest level, through the fork server where it runs); every variant
+    explicitly under ``-m slow``."""
     if request.param == "auto":
         return ProcessBackend()
     return backend_for(request.param)
@@ -105,6 +113,11 @@ def test_capabilities_report_what_is_in_force() -> None:
     assert caps.read_only_fs == (caps.isolation == "bwrap")
     assert caps.pid_namespace == caps.network_isolated == (caps.isolation != "none")
     assert caps.to_dict()["isolation"] == caps.isolation
+    # The fork server is used exactly where it runs: with bwrap, unless it could not start.
+    assert caps.fork_server == (
+        caps.isolation == "bwrap" and not any("fork server unavailable" in n for n in caps.notes)
+    )
+    assert f"fork-server={'yes' if caps.fork_server else 'no'}" in caps.summary()
     # "auto" must pick the strongest level that works here.
     for level in LEVELS:
         try:
@@ -337,6 +350,24 @@ def test_tcp_connect_to_host_listener_gets_nothing(level_backend: ProcessBackend
             conn.close()
 
 
+def test_host_sysctls_are_read_only(level_backend: ProcessBackend) -> None:
+    """Sysctls are global: a program that may write kernel.core_pattern runs code as root on
+    the host. The sandbox's uid may be the host's root, so /proc/sys must be read-only."""
+    if not level_backend.capabilities().read_only_fs:
+        pytest.skip("no read-only filesystem at this isolation level (needs bwrap)")
+    # Opening for writing is the test (nothing is written: an open sysctl changes nothing).
+    code = (
+        "for name in ('kernel/printk_ratelimit', 'kernel/core_pattern', 'vm/drop_caches'):\n"
+        "    try:\n"
+        "        with open('/proc/sys/' + name, 'a'):\n"
+        "            print('WRITABLE', name)\n"
+        "    except OSError as e:\n"
+        "        print('blocked', name, e.errno)"
+    )
+    r = sandbox.run(code, backend=level_backend)
+    assert r.ok and "WRITABLE" not in r.stdout and r.stdout.count("blocked") == 3, r
+
+
 def test_writes_outside_the_workdir_fail(level_backend: ProcessBackend, tmp_path: Path) -> None:
     if not level_backend.capabilities().read_only_fs:
         pytest.skip("no read-only filesystem at this isolation level (needs bwrap)")
@@ -355,8 +386,9 @@ def test_writes_outside_the_workdir_fail(level_backend: ProcessBackend, tmp_path
             t.unlink(missing_ok=True)
 
 
-def test_without_a_cgroup_the_same_guarantees_hold() -> None:
-    backend = ProcessBackend(use_cgroups=False)
+@pytest.mark.parametrize("fork_server", ["auto", "off"])
+def test_without_a_cgroup_the_same_guarantees_hold(fork_server: str) -> None:
+    backend = ProcessBackend(use_cgroups=False, fork_server=fork_server)
     assert "cgroup" not in backend.capabilities().process_limit
     r = sandbox.run("import sys\nprint(sys.stdin.read()[::-1])", stdin="abc", backend=backend)
     assert r.ok and r.stdout == "cba\n"
