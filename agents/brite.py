@@ -45,7 +45,15 @@ from agents.common import (
 )
 from agents.distill import SFTExample, make_pairs
 from agents.errors import ConfigError
-from agents.policy import FrozenReference, PolicyWithValue, token_logprobs
+from agents.policy import (
+    AdapterDisabledReference,
+    FrozenReference,
+    LoRAConfig,
+    PolicyWithValue,
+    Reference,
+    apply_lora,
+    token_logprobs,
+)
 from agents.ppo import PPOConfig, PPOStats, PPOTrainer, Rollout, task_prompt_ids, token_env
 from brite_envs.task import Task
 from brite_envs.types import Problem
@@ -82,9 +90,18 @@ class PsiSettings:
     """PPO updates per ψ-stage."""
     episodes: int = 8
     """Episodes (training problems) per PPO update."""
+    lora_r: int = 0
+    """0: Q_ψ is a full copy of θ. > 0: Q_ψ is θ plus a LoRA adapter of this rank (needs
+    ``peft``), merged into the weights when the stage ends; its KL anchor is then the same
+    weights with the adapter disabled, and the optimiser holds only the adapter's state."""
+    lora_alpha: int = 32
     ppo: PPOConfig = dataclasses.field(default_factory=PPOConfig)
 
     def __post_init__(self) -> None:
+        for name in ("lora_r", "lora_alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"agent.psi.{name} must be an int >= 0, got {value!r}")
         if self.reward not in PSI_REWARDS:
             raise ValueError(f"agent.psi.reward must be one of {PSI_REWARDS}, got {self.reward!r}")
         for name in ("verifier_weight", "logprob_weight", "beta"):
@@ -265,21 +282,22 @@ def _ppo_batches(setup: TrainingSetup, settings: PsiSettings, seed: int) -> list
 def _ppo_stage(
     ctx: StageContext,
     lm: torch.nn.Module,
-    reference: torch.nn.Module,
+    anchor: Reference,
+    base: torch.nn.Module,
     settings: PsiSettings,
     *,
     hinted: bool,
     label: str,
 ) -> list[PPOStats]:
-    """PPO on ``lm`` (in place) over the training problems; the KL anchor is ``reference``
-    scored on the un-hinted prompts."""
+    """PPO on ``lm`` (in place) over the training problems. ``anchor`` is the KL reference,
+    scored on the un-hinted prompts; ``base`` is θ, which scores log P_θ(y* | x, z)."""
     task = ctx.setup.train.task
     model = PolicyWithValue(lm)
     env = token_env(task, ctx.tokenizer, settings.ppo, settings.episodes, hinted=hinted)
-    # FrozenReference turns off the anchor's gradients; the anchor is θ, which the next
-    # stage trains, so they are restored when this stage ends.
-    trainable = [p for p in reference.parameters() if p.requires_grad]
-    trainer = PPOTrainer(model, env, settings.ppo, reference=FrozenReference(reference))
+    # A FrozenReference of θ turns off θ's gradients; the next stage trains θ, so they are
+    # restored when this stage ends.
+    trainable = [p for p in base.parameters() if p.requires_grad]
+    trainer = PPOTrainer(model, env, settings.ppo, reference=anchor)
     history: list[PPOStats] = []
     batches = _ppo_batches(ctx.setup, settings, derive_seed(ctx.seed, "ppo"))
     bar = None
@@ -292,7 +310,7 @@ def _ppo_stage(
             plain = task_prompt_ids(env, indices, hinted=False)
             rollout = trainer.collect(indices, ref_prompt_ids=plain, seed=derive_seed(ctx.seed, u))
             scores, parts = (
-                psi_scores(settings, reference, ctx.tokenizer, task, rollout)
+                psi_scores(settings, base, ctx.tokenizer, task, rollout)
                 if hinted
                 else (rollout.scores.detach().float().cpu(), {})
             )
@@ -340,7 +358,14 @@ def psi_stage(ctx: StageContext, policy: Any, *, settings: PsiSettings) -> Stage
     """ψ-update: Q_ψ ← θ, then PPO in the hinted env with the un-hinted θ as KL anchor.
     θ is not modified (the next stage distils into it)."""
     psi = copy.deepcopy(policy)
-    history = _ppo_stage(ctx, psi, policy, settings, hinted=True, label="psi")
+    if settings.lora_r:
+        psi = apply_lora(psi, LoRAConfig(r=settings.lora_r, alpha=settings.lora_alpha))
+        anchor: Reference = AdapterDisabledReference(psi)
+    else:
+        anchor = FrozenReference(policy)
+    history = _ppo_stage(ctx, psi, anchor, policy, settings, hinted=True, label="psi")
+    if settings.lora_r:
+        psi = psi.merge_and_unload()  # a plain HF checkpoint, like full fine-tuning's
     psi.eval()
     return StageOutput(psi, _curve(history))
 
@@ -396,8 +421,9 @@ def ppo_stage(ctx: StageContext, policy: Any, *, settings: PsiSettings) -> Stage
     """Plain PPO (no hint): the policy is trained against O, anchored to itself at the start
     of the iteration."""
     reference = copy.deepcopy(policy)
-    history = _ppo_stage(ctx, policy, reference, settings, hinted=False, label="ppo")
-    del reference
+    anchor = FrozenReference(reference)
+    history = _ppo_stage(ctx, policy, anchor, reference, settings, hinted=False, label="ppo")
+    del reference, anchor
     policy.eval()
     curve = {k.replace("psi_", "ppo_"): v for k, v in _curve(history).items()}
     return StageOutput(policy, curve)

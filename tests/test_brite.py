@@ -305,3 +305,33 @@ def test_psi_settings_defaults_follow_the_shared_sampling_settings(tmp_path: Pat
     s = psi_settings(cfg, setup)
     assert isinstance(s, PsiSettings)
     assert s.ppo.temperature == 0.7 and s.ppo.kl_coef == 0.2 and s.ppo.max_new_tokens == 12
+
+
+def test_psi_update_with_lora_anchors_to_the_adapter_disabled_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("peft", reason="peft is not installed (pip install peft)")
+    from agents.policy import AdapterDisabledReference
+
+    anchors: list[Any] = []
+    real_init = brite_mod.PPOTrainer.__init__
+
+    def init(self: Any, *args: Any, **kw: Any) -> None:
+        anchors.append(kw.get("reference"))
+        real_init(self, *args, **kw)
+
+    monkeypatch.setattr(brite_mod.PPOTrainer, "__init__", init)
+    out = tmp_path / "lora"
+    cfg = cfg_for(out, "agent.psi.lora_r=4", "agent.eval.before=false", "agent.eval.after=false")
+    assert run_brite(cfg) == 0
+    assert len(anchors) == 1 and isinstance(anchors[0], AdapterDisabledReference)
+    psi_dir = out / "stages" / "iter1/psi" / "model"
+    # Merged into a plain checkpoint: loadable without peft, and different from θ.
+    assert (psi_dir / "config.json").exists() and not (psi_dir / "adapter_config.json").exists()
+    from transformers import AutoModelForCausalLM
+
+    psi = AutoModelForCausalLM.from_pretrained(psi_dir)
+    base = build_tiny(seed=0)[0]
+    assert not all(
+        torch.equal(a, b) for a, b in zip(psi.parameters(), base.parameters(), strict=True)
+    )
