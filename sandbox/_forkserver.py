@@ -491,11 +491,34 @@ def _plan_filesystem() -> None:
             continue
         remounts.append((point, flags))
     _FS_PLAN["remount"] = remounts
+    # Read-only binds that bwrap placed under /tmp or /dev/shm (an interpreter or virtualenv
+    # living there, e.g. a CI checkout in /tmp): the job's fresh tmpfs would hide them, so
+    # each job's init carries them over (open_tree + move_mount).
+    _FS_PLAN["carry"] = [
+        point
+        for point, flags, _ in _mounts()
+        if flags & MS_RDONLY and point.startswith(("/tmp/", "/dev/shm/")) and os.path.isdir(point)
+    ]
     _FS_PLAN["shm"] = os.path.isdir("/dev/shm")
     _FS_PLAN["pts"] = os.path.isdir("/dev/pts")
 
 
 _FS_PLAN: dict[str, object] = {}
+
+
+_OPEN_TREE, _MOVE_MOUNT = 428, 429  # the same numbers on every architecture
+_AT_FDCWD = -100
+_OPEN_TREE_CLONE, _AT_RECURSIVE, _MOVE_F_EMPTY = 1, 0x8000, 0x4
+
+
+def _open_tree(path: str) -> int:
+    """A detached copy of the mount at ``path`` (and below), to re-attach elsewhere."""
+    flags = _OPEN_TREE_CLONE | _AT_RECURSIVE | os.O_CLOEXEC
+    fd = int(_libc.syscall(_OPEN_TREE, _AT_FDCWD, path.encode(), flags))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"open_tree {path}: {os.strerror(err)}")
+    return fd
 
 
 def _isolate_filesystem(workdir: str, tmpfs_mb: int) -> None:
@@ -505,9 +528,17 @@ def _isolate_filesystem(workdir: str, tmpfs_mb: int) -> None:
     tmp_opts = f"size={tmpfs_mb}m,mode=1777"
     for point, flags in _FS_PLAN["remount"]:  # type: ignore[attr-defined]
         _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, None)
+    carried = [(point, _open_tree(point)) for point in _FS_PLAN.get("carry", ())]  # type: ignore[attr-defined]
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmp_opts)
     if _FS_PLAN["shm"]:
         _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, tmp_opts)
+    for point, fd in carried:
+        os.makedirs(point, exist_ok=True)
+        _check(
+            int(_libc.syscall(_MOVE_MOUNT, fd, b"", _AT_FDCWD, point.encode(), _MOVE_F_EMPTY)),
+            f"move_mount {point}",
+        )
+        os.close(fd)
     if _FS_PLAN["pts"]:
         _mount(
             "devpts",

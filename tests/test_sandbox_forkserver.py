@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -376,7 +377,9 @@ def test_a_dead_server_fails_its_jobs_as_errors_and_is_restarted() -> None:
     assert results, "the job did not end when its server died"
     r = results[0]
     assert r.status is ExecStatus.ERROR and r.sandbox_error, r
-    assert "fork server died" in r.sandbox_error
+    # Which of the two sees the death first (the server's socket or the job's status pipe)
+    # is a race; both are reported as the server's failure, never as the program's.
+    assert re.search(r"fork server (died|closed the job's status pipe)", r.sandbox_error), r
     after = b.run(Job("print('fresh server')"))
     assert after.ok and after.stdout == "fresh server\n", after
     assert server.generation == generation + 1
