@@ -294,9 +294,6 @@ def _ppo_stage(
     task = ctx.setup.train.task
     model = PolicyWithValue(lm)
     env = token_env(task, ctx.tokenizer, settings.ppo, settings.episodes, hinted=hinted)
-    # A FrozenReference of θ turns off θ's gradients; the next stage trains θ, so they are
-    # restored when this stage ends.
-    trainable = [p for p in base.parameters() if p.requires_grad]
     trainer = PPOTrainer(model, env, settings.ppo, reference=anchor)
     history: list[PPOStats] = []
     batches = _ppo_batches(ctx.setup, settings, derive_seed(ctx.seed, "ppo"))
@@ -335,8 +332,6 @@ def _ppo_stage(
     finally:
         if bar is not None:
             bar.close()
-        for p in trainable:
-            p.requires_grad_(True)
         env.close()
     return history
 
@@ -358,12 +353,19 @@ def psi_stage(ctx: StageContext, policy: Any, *, settings: PsiSettings) -> Stage
     """ψ-update: Q_ψ ← θ, then PPO in the hinted env with the un-hinted θ as KL anchor.
     θ is not modified (the next stage distils into it)."""
     psi = copy.deepcopy(policy)
-    if settings.lora_r:
-        psi = apply_lora(psi, LoRAConfig(r=settings.lora_r, alpha=settings.lora_alpha))
-        anchor: Reference = AdapterDisabledReference(psi)
-    else:
-        anchor = FrozenReference(policy)
-    history = _ppo_stage(ctx, psi, anchor, policy, settings, hinted=True, label="psi")
+    # A FrozenReference of θ turns off θ's gradients; the next stage trains θ, so they are
+    # restored when this stage ends.
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    try:
+        if settings.lora_r:
+            psi = apply_lora(psi, LoRAConfig(r=settings.lora_r, alpha=settings.lora_alpha))
+            anchor: Reference = AdapterDisabledReference(psi)
+        else:
+            anchor = FrozenReference(policy)
+        history = _ppo_stage(ctx, psi, anchor, policy, settings, hinted=True, label="psi")
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
     if settings.lora_r:
         psi = psi.merge_and_unload()  # a plain HF checkpoint, like full fine-tuning's
     psi.eval()
