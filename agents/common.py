@@ -47,7 +47,7 @@ from agents.distill import (
 from agents.errors import ConfigError
 from agents.evaluate import EvalConfig, EvalSummary, evaluate
 from agents.generate import Generation, generate
-from agents.models import ModelSpec, load_model
+from agents.models import ModelSpec, check_model_source, load_model
 from agents.runs import Budget, Counts, RunDir
 from brite_envs.task import Task
 from brite_envs.types import Problem
@@ -373,7 +373,7 @@ def model_spec(cfg: Any) -> ModelSpec:
     """The starting policy's :class:`ModelSpec` from ``cfg.model``."""
     m = cfg.model
     try:
-        return ModelSpec(
+        spec = ModelSpec(
             name=str(m.name),
             source=m.source,
             name_or_path=str(m.get("name_or_path") or ""),
@@ -382,6 +382,8 @@ def model_spec(cfg: Any) -> ModelSpec:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    check_model_source(spec)  # a missing folder or package fails before a run dir exists
+    return spec
 
 
 @dataclass(frozen=True)

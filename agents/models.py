@@ -59,6 +59,13 @@ def _folder(spec: ModelSpec) -> str:
     return spec.name_or_path
 
 
+def check_model_source(spec: ModelSpec) -> None:
+    """Raise ModelLoadError naming the fix when a local folder, file or model package is
+    missing (hub ids are checked when loaded)."""
+    if spec.source in ("path", "gguf_package"):
+        _folder(spec)
+
+
 def load_model(spec: ModelSpec, *, seed: int = 0) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` for ``spec`` in eval mode, with a pad token set."""
     import torch

@@ -335,3 +335,13 @@ def test_psi_update_with_lora_anchors_to_the_adapter_disabled_weights(
     assert not all(
         torch.equal(a, b) for a, b in zip(psi.parameters(), base.parameters(), strict=True)
     )
+
+
+def test_a_missing_model_fails_before_the_run_dir_exists(tmp_path: Path) -> None:
+    from agents.errors import ModelLoadError
+
+    out = tmp_path / "out"
+    cfg = cfg_for(out, "model.source=path", f"model.name_or_path={tmp_path / 'nope'}")
+    with pytest.raises(ModelLoadError, match=r"does not exist; fix: pass model\.name_or_path="):
+        run_brite(cfg)
+    assert not out.exists()
