@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 from agents.errors import ConfigError
+from agents.generate import encode_prompt as _encode_prompt
 from brite_envs.types import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -123,17 +124,8 @@ class GradedSample:
 
 
 def encode_prompt(tokenizer: Any, messages: Sequence[ChatMessage]) -> tuple[int, ...]:
-    """Prompt ids exactly as :func:`agents.generate.generate` builds them: the chat template
-    with the generation prompt, or the contents joined by blank lines without a template."""
-    if getattr(tokenizer, "chat_template", None):
-        encoded = tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, tokenize=True
-        )
-        if hasattr(encoded, "keys"):
-            encoded = encoded["input_ids"]
-    else:
-        encoded = tokenizer.encode("\n\n".join(m["content"] for m in messages))
-    return tuple(int(t) for t in encoded)
+    """Prompt ids exactly as :func:`agents.generate.generate` builds them."""
+    return tuple(_encode_prompt(tokenizer, messages))
 
 
 def encode_completion(tokenizer: Any, text: str) -> tuple[int, ...]:

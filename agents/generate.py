@@ -20,6 +20,21 @@ class Generation:
     """True if the model emitted EOS; False if it hit max_new_tokens."""
 
 
+def encode_prompt(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
+    """Prompt ids as every sampler here encodes them (HF generation, the token-mode policy,
+    vLLM, and the training examples built from their samples): the chat template with a
+    generation prompt when the tokenizer has one, else the contents joined by blank lines."""
+    if getattr(tokenizer, "chat_template", None):
+        ids: Any = tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=True
+        )
+        if hasattr(ids, "keys"):  # a BatchEncoding in newer transformers
+            ids = ids["input_ids"]
+    else:
+        ids = tokenizer.encode("\n\n".join(m["content"] for m in messages))
+    return [int(t) for t in ids]
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -33,14 +48,7 @@ def generate(
     """Sample one completion per chat prompt (greedy when temperature is 0)."""
     import torch
 
-    use_chat = bool(getattr(tokenizer, "chat_template", None))
-    encoded = [
-        tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True)
-        if use_chat
-        else tokenizer.encode("\n\n".join(m["content"] for m in p))
-        for p in prompts
-    ]
-    encoded = [e["input_ids"] if hasattr(e, "keys") else e for e in encoded]
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
     width = max(len(e) for e in encoded)
     pad = tokenizer.pad_token_id
     input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.errors import ConfigError
+from agents.generate import encode_prompt
 from brite_envs.types import ChatMessage
 
 __all__ = [
@@ -106,18 +107,19 @@ class Policy(Protocol):
     def sync_weights(self, model: nn.Module) -> None: ...
 
 
+def check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> None:
+    """The sampling arguments every :class:`Policy` backend accepts, as one-line errors."""
+    if max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ConfigError(f"temperature must be >= 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
+
+
 def encode_messages(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
-    """Prompt ids as the token-mode envs encode them: the chat template with a generation
-    prompt when the tokenizer has one, else the contents joined by blank lines."""
-    if getattr(tokenizer, "chat_template", None):
-        ids: Any = tokenizer.apply_chat_template(
-            list(messages), add_generation_prompt=True, tokenize=True
-        )
-        if hasattr(ids, "keys"):  # a BatchEncoding in newer transformers
-            ids = ids["input_ids"]
-        return [int(t) for t in ids]
-    text = "\n\n".join(m["content"] for m in messages)
-    return [int(t) for t in tokenizer.encode(text, add_special_tokens=True)]
+    """Prompt ids as the token-mode envs and HF generation encode them."""
+    return encode_prompt(tokenizer, messages)
 
 
 # ------------------------------------------------------------------------------ padding
@@ -490,12 +492,7 @@ class HFPolicy:
         top_p: float = 1.0,
         seed: int | None = None,
     ) -> list[Sample]:
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {temperature}")
-        if not 0 < top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
+        check_sampling(max_new_tokens, temperature, top_p)
         n = len(prompt_ids_batch)
         if n == 0:
             return []

@@ -23,7 +23,7 @@ from typing import Any
 from torch import nn
 
 from agents.errors import AgentError, ConfigError
-from agents.policy import Sample, causal_lm, encode_messages, is_peft_model
+from agents.policy import Sample, causal_lm, check_sampling, encode_messages, is_peft_model
 from brite_envs.types import ChatMessage
 
 __all__ = ["VLLM_INSTALL_HINT", "VLLMPolicy", "VLLMUnavailableError", "vllm_unavailable_reason"]
@@ -124,8 +124,7 @@ class VLLMPolicy:
         top_p: float = 1.0,
         seed: int | None = None,
     ) -> list[Sample]:
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        check_sampling(max_new_tokens, temperature, top_p)
         # One SamplingParams per prompt so repeated prompts (k samples per problem) draw
         # different completions under a fixed seed.
         params = [

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,3 +26,26 @@ def data_dir() -> Path:
     if not value or not Path(value).is_dir():
         pytest.skip(f"benchmark data not found (BRITE_DATA_DIR={value!r}); set BRITE_DATA_DIR")
     return Path(value)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[Any, Any]:
+    """A fresh tiny random Llama (eval mode) and its locally trained tokenizer, per module."""
+    pytest.importorskip("torch")
+    from agents.tiny import build_tiny
+
+    model, tokenizer = build_tiny(seed=0)
+    model.eval()
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """The tiny model gains nothing from more threads, and on a busy machine OpenMP
+    threads waiting on each other make it many times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

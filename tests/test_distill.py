@@ -34,13 +34,6 @@ from brite_envs.tasks.arith import Arith  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny() -> tuple[Any, Any]:
-    from agents.tiny import build_tiny
-
-    return build_tiny(seed=0)
-
-
-@pytest.fixture(scope="module")
 def task() -> Arith:
     return Arith(split="train", size=16)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +29,7 @@ from agents.policy import (
 )
 from brite_envs.tasks.arith import Arith
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The tiny model gains nothing from more threads, and on a busy machine OpenMP
-    threads waiting on each other make it many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny() -> tuple[Any, Any]:
-    from agents.tiny import build_tiny
-
-    model, tokenizer = build_tiny(seed=0)
-    model.eval()
-    return model, tokenizer
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -359,14 +359,6 @@ def test_metrics_without_tensorboard_still_write_jsonl(tmp_path: Path) -> None:
 
 
 # -- real models ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny() -> tuple[Any, Any]:
-    pytest.importorskip("torch")
-    from agents.tiny import build_tiny
-
-    return build_tiny(seed=0)
-
-
 def test_final_model_and_stage_checkpoints_round_trip_with_from_pretrained(
     tmp_path: Path, tiny: tuple[Any, Any]
 ) -> None:
