@@ -43,7 +43,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -599,6 +599,30 @@ def _close_server(box: list[ForkServer | None]) -> None:
         server.close()
 
 
+_Classified = tuple[ExecStatus, int | None, str, str | None]
+
+
+def _exec_result(
+    out: _CappedBuffer, err: _CappedBuffer, start: float, classify: Callable[[str], _Classified]
+) -> ExecResult:
+    """The job's result from its captured streams and ``classify(stderr)`` (status, exit
+    code, detail, sandbox error): the same for the per-job and the fork-server paths."""
+    stdout, out_trunc = out.text("stdout")
+    stderr, err_trunc = err.text("stderr")
+    status, exit_code, detail, sandbox_error = classify(stderr)
+    return ExecResult(
+        status,
+        exit_code,
+        stdout,
+        stderr,
+        time.perf_counter() - start,
+        stdout_truncated=out_trunc,
+        stderr_truncated=err_trunc,
+        detail=detail,
+        sandbox_error=sandbox_error,
+    )
+
+
 class ProcessBackend(Backend):
     """Runs each job as a local process tree under the isolation :func:`plan_for` picks,
     through a fork server where that gives the same isolation (see :mod:`sandbox.forkserver`).
@@ -755,19 +779,8 @@ class ProcessBackend(Backend):
                     self._server_unavailable = outcome.lost
                     _close_server(self._server_box)
             return None
-        stdout, out_trunc = out.text("stdout")
-        stderr, err_trunc = err.text("stderr")
-        status, exit_code, detail, sandbox_error = self._classify_forked(job, outcome, stderr)
-        return ExecResult(
-            status,
-            exit_code,
-            stdout,
-            stderr,
-            time.perf_counter() - start,
-            stdout_truncated=out_trunc,
-            stderr_truncated=err_trunc,
-            detail=detail,
-            sandbox_error=sandbox_error,
+        return _exec_result(
+            out, err, start, lambda stderr: self._classify_forked(job, outcome, stderr)
         )
 
     def _classify_forked(
@@ -1024,21 +1037,8 @@ class ProcessBackend(Backend):
             self._killpg(proc.pid)
             _sweep_token(token)
 
-        stdout, out_trunc = out.text("stdout")
-        stderr, err_trunc = err.text("stderr")
-        status, exit_code, detail, sandbox_error = self._classify(
-            job, report, rc, host_killed, stderr
-        )
-        return ExecResult(
-            status,
-            exit_code,
-            stdout,
-            stderr,
-            time.perf_counter() - start,
-            stdout_truncated=out_trunc,
-            stderr_truncated=err_trunc,
-            detail=detail,
-            sandbox_error=sandbox_error,
+        return _exec_result(
+            out, err, start, lambda stderr: self._classify(job, report, rc, host_killed, stderr)
         )
 
     @staticmethod
