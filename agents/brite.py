@@ -37,6 +37,7 @@ from agents.common import (
     TrainingResult,
     TrainingSetup,
     derive_seed,
+    plain_settings,
     sample_graded,
     samples_by_prompt,
     train_dpo,
@@ -141,16 +142,6 @@ class ThetaSettings:
             )
 
 
-def _plain(node: Any) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
-    if node is None:
-        return {}
-    if OmegaConf.is_config(node):
-        return dict(OmegaConf.to_container(node, resolve=True))  # type: ignore[arg-type]
-    return dict(node)
-
-
 def _build(cls: type[Any], values: Mapping[str, Any], key: str, **fixed: Any) -> Any:
     """``cls(**values)`` with unknown keys and bad values as one-line ConfigErrors."""
     known = {f.name for f in dataclasses.fields(cls)} - set(fixed)
@@ -167,8 +158,8 @@ def _build(cls: type[Any], values: Mapping[str, Any], key: str, **fixed: Any) ->
 def psi_settings(cfg: Any, setup: TrainingSetup, key: str = "psi") -> PsiSettings:
     """``agent.<key>`` as :class:`PsiSettings`; sampling length and temperature are shared
     with the θ-update (``agent.max_new_tokens``, ``agent.temperature``) so budgets compare."""
-    psi = _plain(cfg.agent.get(key))
-    ppo_values = _plain(psi.pop("ppo", None))
+    psi = plain_settings(cfg.agent.get(key))
+    ppo_values = plain_settings(psi.pop("ppo", None))
     settings = _build(PsiSettings, psi, f"agent.{key}")
     s = setup.settings
     ppo = _build(
@@ -185,7 +176,7 @@ def psi_settings(cfg: Any, setup: TrainingSetup, key: str = "psi") -> PsiSetting
 
 
 def theta_settings(cfg: Any) -> ThetaSettings:
-    return _build(ThetaSettings, _plain(cfg.agent.get("theta")), "agent.theta")
+    return _build(ThetaSettings, plain_settings(cfg.agent.get("theta")), "agent.theta")
 
 
 # -- the ψ reward ----------------------------------------------------------------------------

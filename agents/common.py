@@ -87,7 +87,7 @@ def _bool(value: Any, key: str) -> bool:
     return value
 
 
-def _plain(node: Any) -> dict[str, Any]:
+def plain_settings(node: Any) -> dict[str, Any]:
     """A plain dict from an OmegaConf node or a mapping (None gives {})."""
     if node is None:
         return {}
@@ -217,7 +217,7 @@ class TrainingSettings:
     ) -> TrainingSettings:
         """Settings from ``cfg.agent`` (absent keys take the defaults above); ``seed`` seeds the
         SFT/DPO settings (stages derive their own from it). Raises ConfigError naming the key."""
-        values = _plain(agent)
+        values = plain_settings(agent)
         known = set(_SHARED_KEYS) | set(extra_keys)
         unknown = sorted(set(values) - known)
         if unknown:
@@ -226,7 +226,7 @@ class TrainingSettings:
                 f"{', '.join(sorted(known - {'name'}))}"
             )
         try:
-            eval_values = _plain(values.get("eval"))
+            eval_values = plain_settings(values.get("eval"))
             bad = sorted(set(eval_values) - set(_EVAL_KEYS))
             if bad:
                 raise ConfigError(
@@ -253,7 +253,7 @@ class TrainingSettings:
 
 def _train_settings(cls: type[S], node: Any, key: str, seed: int) -> S:
     """SFT/DPO settings from ``cfg.agent.<key>``; error messages name ``agent.<key>.<field>``."""
-    values = _plain(node)
+    values = plain_settings(node)
     allowed = {f.name for f in dataclasses.fields(cls)} - {_SEED_FROM_RUN}
     bad = sorted(set(values) - allowed)
     if bad:
