@@ -16,7 +16,9 @@ Modes
   ``check(<entry point>)``.
 * ``io``: HumanEval+ style differential testing; call the entry point on each input of
   ``io.json`` and compare with the expected outputs in ``expected.b64`` (evalplus semantics,
-  per-input time limits).
+  per-input time limits). The candidate runs in a child process forked before the expected
+  outputs are read (their file is removed first); this process judges what it sends back,
+  so no program can read the answers it is graded against.
 * ``io_oracle``: run a trusted reference on the inputs and report its outputs and run times
   (large exact-match outputs are reduced to a digest).
 * ``io_oracle_many``: ``io_oracle`` for several references in one job, each in a forked child
@@ -30,7 +32,6 @@ from __future__ import annotations
 import base64
 import builtins
 import contextlib
-import copy
 import hashlib
 import json
 import math
@@ -58,7 +59,11 @@ _NUMBERS = frozenset({bool, int, float})
 
 
 def report(outcome: str, **fields: object) -> None:
-    """Write the single result line and exit at once (no candidate atexit hooks run)."""
+    """Write the single result line and exit at once (no candidate atexit hooks run). In a
+    candidate's process forked by a judge, the outcome goes to the judge instead."""
+    to_judge = _STATE.get("stop")
+    if callable(to_judge):
+        to_judge(outcome, **fields)
     fields["outcome"] = outcome
     line = f"\n{RESULT_PREFIX} {_STATE['nonce']} {_dumps(fields, default=repr)}\n".encode()
     view = memoryview(line)
@@ -346,57 +351,256 @@ def _pristine(raw: str, set_index: int, index: int) -> object:
     return json.loads(raw)[set_index][index]
 
 
-def mode_io(spec: dict[str, object]) -> None:
-    with open("io.json", encoding="utf-8") as fh:
-        raw = fh.read()
-    io_sets: list[list[object]] = json.loads(raw)
-    with open("expected.b64", encoding="ascii") as fh:
-        expected = pickle.loads(base64.b64decode(fh.read()))
-    names = spec["sets"]
-    entry_point = str(spec["entry_point"])
-    atol = float(spec["atol"])  # type: ignore[arg-type]
+class _PlainUnpickler(pickle.Unpickler):
+    """Built-in values and numpy scalars only: the bytes come from the candidate's process."""
+
+    _ALLOWED = frozenset(
+        {
+            ("builtins", "complex"),
+            ("builtins", "set"),
+            ("builtins", "frozenset"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not a built-in value")
+
+
+def _plain_loads(blob: bytes) -> object:
+    import io
+
+    return _PlainUnpickler(io.BytesIO(blob)).load()
+
+
+# Frames from the candidate's process to the judge: kind (1 byte), length (4 bytes), payload.
+_LOADED, _OUTPUT, _END, _STOP = b"L", b"O", b"E", b"R"
+_PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 4, 38
+
+
+def _libc() -> object:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _make_undumpable() -> None:
+    """No process of this uid may read the judge's memory or file descriptors through /proc
+    or ptrace (that needs CAP_SYS_PTRACE once a process is not dumpable)."""
+    if _libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:  # type: ignore[attr-defined]
+        raise OSError("prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+def _drop_privileges() -> None:
+    """The candidate's process keeps no capability (so the judge's memory stays out of
+    reach even where the sandbox maps it to root) and cannot regain one through execve."""
+    libc = _libc()
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:  # type: ignore[attr-defined]
+        raise OSError("prctl(PR_SET_NO_NEW_PRIVS) failed")
+    with open("/proc/self/status", encoding="ascii") as fh:
+        caps = [ln.split()[1] for ln in fh if ln.startswith(("CapEff:", "CapPrm:", "CapInh:"))]
+    if any(int(c, 16) for c in caps):
+        import ctypes
+
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this pid
+        data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
+        if libc.capset(header, data) != 0:  # type: ignore[attr-defined]
+            raise OSError("capset() failed")
+
+
+class _Frames:
+    """The candidate side of the pipe: output frames are batched (one write per ~64 KB)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+
+    def add(self, kind: bytes, payload: bytes = b"") -> None:
+        self.buf += kind + len(payload).to_bytes(4, "little") + payload
+        if len(self.buf) >= 1 << 16 or kind != _OUTPUT:
+            self.flush()
+
+    def flush(self) -> None:
+        view = memoryview(bytes(self.buf))
+        self.buf.clear()
+        while view:
+            view = view[_write(self.fd, view) :]
+
+    def stop(self, outcome: str, **fields: object) -> None:
+        self.add(_STOP, _dumps({"outcome": outcome, **fields}, default=repr).encode())
+        _exit(0)
+
+
+def _run_candidate(spec: dict[str, object], io_sets: list[list[object]], out: _Frames) -> None:
+    """The candidate's process: call the entry point on every input, send each output. It
+    never sees the expected outputs; what it sends is only what the program returned."""
     limits: list[list[float]] = spec["time_limits"]  # type: ignore[assignment]
-    copy_inputs = entry_point == "find_zero"  # its check needs the input the program got
-    ns = load_candidate()
-    fn = entry(ns, entry_point)
     signal.signal(signal.SIGALRM, _on_alarm)
-    total = 0
-    sets = zip(names, io_sets, expected, limits, strict=True)  # type: ignore[call-overload]
-    for s, (name, inputs, exps, lims) in enumerate(sets):
+    _STATE["stop"] = out.stop  # load_candidate / entry report through the pipe
+    ns = load_candidate()
+    fn = entry(ns, str(spec["entry_point"]))
+    out.add(_LOADED)
+    for s, inputs in enumerate(io_sets):
         for i, inp in enumerate(inputs):
-            pristine = copy.deepcopy(inp) if copy_inputs else inp
             try:
-                signal.setitimer(signal.ITIMER_REAL, lims[i])
+                signal.setitimer(signal.ITIMER_REAL, limits[s][i])
                 try:
-                    out = fn(*inp)  # type: ignore[operator]
+                    result = fn(*inp)  # type: ignore[operator]
                 finally:
                     signal.setitimer(signal.ITIMER_REAL, 0)
             except TimeLimit:
-                shown = short(_pristine(raw, s, i))
-                report("timeout", set=name, index=i, input=shown, limit_s=lims[i])
+                out.stop("timeout", set=s, index=i, limit_s=limits[s][i])
             except BaseException as exc:
-                shown = short(_pristine(raw, s, i))
-                report("failed", set=name, index=i, input=shown, error=error_info(exc))
-            exp = exps[i]
+                out.stop("failed", set=s, index=i, error=error_info(exc))
             try:
-                same = matches(entry_point, pristine, out, exp, atol)  # type: ignore[arg-type]
-            except (RecursionError, MemoryError, TypeError, ValueError):
-                same = False
+                blob = _pickle(result, protocol=4) if is_plain(result) else None
+            except BaseException:
+                blob = None
+            if blob is None:
+                out.stop("not_plain", set=s, index=i, type=type(result).__name__)
+            out.add(_OUTPUT, blob)
+    out.add(_END)
+    _exit(0)
+
+
+def _read_exact(fd: int, n: int, deadline: float) -> bytes | None:
+    """``n`` bytes from ``fd``; None at end of file or when ``deadline`` passes."""
+    chunks: list[bytes] = []
+    while n:
+        left = deadline - _perf()
+        wait = None if left == math.inf else left
+        if left <= 0 or not select.select([fd], [], [], wait)[0]:
+            return None
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _child_exit(pid: int) -> str:
+    """How the candidate's process ended, for a report."""
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def mode_io(spec: dict[str, object]) -> None:
+    """HumanEval+ differential testing with the judge and the candidate in two processes.
+
+    The judge (this process) forks the candidate's process before it reads the expected
+    outputs, and removes their file first, so no candidate can read them from disk, from its
+    own memory or from the judge's (the judge is not dumpable; the candidate holds no
+    capability). The candidate sends back each output as a pickle; the judge unpickles
+    built-in values only and compares them (evalplus semantics) on the inputs as given:
+    the candidate's in-place changes happen in its own copy.
+    """
+    with open("io.json", encoding="utf-8") as fh:
+        io_sets: list[list[object]] = json.loads(fh.read())
+    expected_fd = os.open("expected.b64", os.O_RDONLY)
+    os.unlink("expected.b64")
+    names: list[str] = spec["sets"]  # type: ignore[assignment]
+    limits: list[list[float]] = spec["time_limits"]  # type: ignore[assignment]
+    _make_undumpable()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.closerange(3, w)  # the expected outputs, the real stdout, the read end
+        os.closerange(w + 1, 1 << 16)
+        _drop_privileges()
+        try:
+            _run_candidate(spec, io_sets, _Frames(w))
+        except BaseException as exc:
+            _Frames(w).stop("harness_error", error=error_info(exc))
+        _exit(0)
+    os.close(w)
+    with os.fdopen(expected_fd, "rb") as fh:
+        expected = pickle.loads(base64.b64decode(fh.read()))
+    entry_point = str(spec["entry_point"])
+    atol = float(spec["atol"])  # type: ignore[arg-type]
+    flat = [(s, i) for s, inputs in enumerate(io_sets) for i in range(len(inputs))]
+    # The candidate's own alarm enforces each input's limit; this catches one that ignores
+    # it (a program can catch the alarm's exception), with the whole budget plus a margin.
+    budget = sum(sum(x) for x in limits) * 1.5 + 2.0
+    deadline = math.inf  # until the program is defined: the sandbox's own limit
+    done = 0
+
+    def stop(outcome: str, **fields: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        report(outcome, **fields)
+
+    def where(s: int, i: int) -> dict[str, object]:
+        return {"set": names[s], "index": i, "input": short(io_sets[s][i])}
+
+    while True:
+        head = _read_exact(r, 5, deadline)
+        if head is None:
+            if _perf() >= deadline:
+                s, i = flat[done] if done < len(flat) else flat[-1]
+                stop("timeout", **where(s, i), limit_s=limits[s][i])
+            ended = _child_exit(pid)
+            if deadline == math.inf:  # before the program was defined
+                msg = f"the program ended its process ({ended}) while being defined"
+                report("candidate_error", error={"type": "ProcessExit", "message": msg})
+            if done < len(flat):
+                s, i = flat[done]
+                msg = f"the program ended its process ({ended}) while running this input"
+                report("failed", **where(s, i), error={"type": "ProcessExit", "message": msg})
+            report("candidate_error", error={"type": "ProcessExit", "message": ended})
+        kind, size = head[:1], int.from_bytes(head[1:], "little")
+        payload = _read_exact(r, size, deadline + 5.0)
+        if payload is None:
+            stop("harness_error", error={"type": "BrokenPipe", "message": "a frame was cut"})
+        if kind == _LOADED:
+            deadline = _perf() + budget
+        elif kind == _OUTPUT:
+            if done >= len(flat):
+                stop("harness_error", error={"type": "Protocol", "message": "extra output"})
+            s, i = flat[done]
+            exp = expected[s][i]
+            same = False
+            if isinstance(exp, dict) and "__brite_pickle__" in exp:
+                same = _sha256(payload).hexdigest() == exp["__brite_pickle__"]
             if not same:
-                large = isinstance(exp, dict) and (
-                    "__brite_digest__" in exp or "__brite_pickle__" in exp
-                )
-                shown = "<large output>" if large else short(exp)
-                report(
-                    "failed",
-                    set=name,
-                    index=i,
-                    input=short(_pristine(raw, s, i)),
-                    got=short(out),
-                    expected=shown,
-                )
-            total += 1
-    report("passed", inputs=total, counts=[len(s) for s in io_sets])
+                try:
+                    got = _plain_loads(payload)
+                except Exception as exc:  # not a built-in value (or not a pickle at all)
+                    stop("failed", **where(s, i), got=f"<{type(exc).__name__}: {exc}>")
+                try:
+                    same = matches(entry_point, io_sets[s][i], got, exp, atol)  # type: ignore[arg-type]
+                except (RecursionError, MemoryError, TypeError, ValueError):
+                    same = False
+                if not same:
+                    large = isinstance(exp, dict) and (
+                        "__brite_digest__" in exp or "__brite_pickle__" in exp
+                    )
+                    shown = "<large output>" if large else short(exp)
+                    stop("failed", **where(s, i), got=short(got), expected=shown)
+            done += 1
+        elif kind == _END:
+            if done != len(flat):
+                stop("harness_error", error={"type": "Protocol", "message": "ended early"})
+            _child_exit(pid)
+            report("passed", inputs=done, counts=[len(x) for x in io_sets])
+        elif kind == _STOP:
+            fields = json.loads(payload)
+            outcome = str(fields.pop("outcome", "harness_error"))
+            if "set" in fields and "index" in fields:
+                s, i = int(fields.pop("set")), int(fields.pop("index"))
+                fields.update(where(s, i))
+            if outcome == "not_plain":
+                outcome = "failed"
+                fields["got"] = f"a {fields.pop('type', '?')}, not a built-in value"
+            stop(outcome, **fields)
+        else:
+            stop("harness_error", error={"type": "Protocol", "message": f"frame {kind!r}"})
 
 
 def mode_io_oracle(spec: dict[str, object]) -> None:

@@ -14,13 +14,20 @@ from pathlib import Path
 
 import pytest
 
+import sandbox
 import verifiers
 from brite_envs.data import DataSource
 from brite_envs.errors import DataNotAvailableError, EnvConfigError
 from brite_envs.tasks.code_tasks import BigCodeBench, BigCodeBenchHard, HumanEval, HumanEvalPlus
 from brite_envs.types import Problem
 from verifiers import Status, VerifierConfigError
-from verifiers.code import CodeVerifier, build_program, clear_oracle_cache, extract_code
+from verifiers.code import (
+    CodeVerifier,
+    CodeVerifierConfig,
+    build_program,
+    clear_oracle_cache,
+    extract_code,
+)
 
 PROMPT = 'def add(a: int, b: int) -> int:\n    """Add two numbers."""\n'
 TEST = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n"
@@ -481,3 +488,135 @@ def test_humanevalplus_hub_rows_without_input_lists_use_their_check(
     assert json.loads(p.verifier_reference)["kind"] == "humaneval"
     assert task.grade(p, task.reference_completion(p)).correct
     assert task.grade(p, task.wrong_completion(p)).status is Status.INCORRECT
+
+
+# -- the expected outputs stay out of the candidate's reach (HumanEval+) ------------------------
+
+_SECRET_REF = {
+    "kind": "humanevalplus",
+    "prompt": "def f(x):\n",
+    "entry_point": "f",
+    # Not computable by the candidate: it never sees this reference program, only its outputs.
+    "canonical": "import hashlib\ndef f(x):\n"
+    "    return hashlib.sha256(b'brite-secret-salt' + str(x).encode()).hexdigest()\n",
+    "atol": 0,
+}
+
+# A candidate that looks for 64-hex-digit strings (the answer's form) everywhere it can reach:
+# the files around it, every object in its process, every frame on its stack, and the judge's
+# memory, file descriptors and environment through /proc. It returns the first it finds, or a
+# report of what it tried, which the verdict's reason shows.
+_SCAVENGER = r'''
+import gc, os, re, sys, time
+
+HEX = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+
+def _strings(obj, depth=0):
+    if isinstance(obj, str) and re.fullmatch("[0-9a-f]{64}", obj):
+        yield obj
+    elif isinstance(obj, (bytes, bytearray)):
+        for m in HEX.finditer(bytes(obj)):
+            yield m.group().decode()
+    elif isinstance(obj, dict) and depth < 6:
+        for v in list(obj.values()):
+            yield from _strings(v, depth + 1)
+    elif isinstance(obj, (list, tuple, set, frozenset)) and depth < 6:
+        for v in list(obj):
+            yield from _strings(v, depth + 1)
+
+def f(x):
+    tried = []
+    mine = str(x)  # the input itself is fair game (a control for the scanner)
+    found = [s for s in _strings(mine)]
+    for name in os.listdir("."):
+        try:
+            with open(name, "rb") as fh:
+                found += list(_strings(fh.read()))
+        except IsADirectoryError:
+            continue
+        except OSError as exc:
+            tried.append(f"file {name}: {type(exc).__name__}")
+        try:
+            import base64, pickle
+            with open(name, "rb") as fh:
+                found += list(_strings(pickle.loads(base64.b64decode(fh.read()))))
+        except Exception:
+            pass
+    for obj in gc.get_objects():
+        found += list(_strings(obj))
+    frame = sys._getframe()
+    while frame is not None:
+        found += list(_strings(frame.f_locals))
+        found += list(_strings(frame.f_globals))
+        frame = frame.f_back
+    parent = os.getppid()
+    time.sleep(0.5)  # let the judge load what it grades with
+    for what in ("environ", "cmdline"):
+        try:
+            with open(f"/proc/{parent}/{what}", "rb") as fh:
+                found += list(_strings(fh.read()))
+        except OSError as exc:
+            tried.append(f"{what}: {type(exc).__name__}")
+    denied = set()
+    try:
+        for fd in os.listdir(f"/proc/{parent}/fd"):
+            try:
+                with open(f"/proc/{parent}/fd/{fd}", "rb") as fh:
+                    found += list(_strings(fh.read(1 << 22)))
+            except OSError as exc:
+                denied.add(type(exc).__name__)
+    except OSError as exc:
+        denied.add(type(exc).__name__)
+    tried.append(f"fd: {'/'.join(sorted(denied)) or 'read'}")
+    try:
+        with open(f"/proc/{parent}/maps") as maps, open(f"/proc/{parent}/mem", "rb") as mem:
+            for line in maps:
+                span, perms, *rest = line.split()
+                if not perms.startswith("rw") or len(rest) > 3:  # the heap and anonymous maps
+                    continue
+                lo, hi = (int(v, 16) for v in span.split("-"))
+                try:
+                    mem.seek(lo)
+                    found += list(_strings(mem.read(min(hi - lo, 1 << 26))))
+                except (OSError, ValueError, OverflowError):
+                    pass
+    except OSError as exc:
+        tried.append(f"mem: {type(exc).__name__}")
+    found = [s for s in found if s != mine]
+    tried.sort(key=lambda t: not t.startswith("mem"))
+    return found[0] if found else "found nothing; " + "; ".join(tried)
+'''
+
+
+@pytest.mark.parametrize("variant", ["bwrap-forkserver", "bwrap", "unshare", "none"])
+def test_humanevalplus_candidate_cannot_reach_the_expected_outputs(
+    variant: str, tmp_path: Path
+) -> None:
+    from tests.test_sandbox import backend_for
+
+    backend = backend_for(variant)  # skips, saying why, where this machine lacks the variant
+    name = f"process-{variant}-for-code"
+    if name not in sandbox.available_backends():
+        sandbox.register_backend(name, lambda: backend)
+    # Time enough to read the judge's whole memory, were it readable.
+    config = CodeVerifierConfig(cache_dir=str(tmp_path), backend=name, min_time_limit_s=30)
+    v = CodeVerifier(config)
+    secret = json.dumps({**_SECRET_REF, "base_input": [[7]], "plus_input": []})
+    # Control: the scanner does find a 64-hex answer it can reach (here, in its own input).
+    visible_answer = "ab" * 32
+    visible = json.dumps(
+        {
+            **_SECRET_REF,
+            "canonical": "def f(x):\n    return x[::-1][::-1]\n",
+            "base_input": [[visible_answer]],
+            "plus_input": [],
+        }
+    )
+    scavenger = f"```python\n{_SCAVENGER}\n```"
+    control = scavenger.replace("found = [s for s in found if s != mine]", "")
+    hidden, shown = v.verify_many([scavenger, control], [secret, visible])
+    assert shown.status is Status.CORRECT, shown
+    assert hidden.status is Status.INCORRECT, hidden
+    # It looked, and the judge's memory and descriptors were closed to it.
+    assert "found nothing; mem: PermissionError" in hidden.reason, hidden.reason
+    assert "fd: PermissionError" in hidden.reason, hidden.reason
