@@ -13,3 +13,8 @@ class ConfigError(AgentError, ValueError):
 
 class ModelLoadError(AgentError, OSError):
     """A model could not be loaded from the given preset or path."""
+
+
+class EvalDataError(AgentError, ValueError):
+    """Evaluation data (samples.jsonl, run.json, metrics.json) that is missing or malformed;
+    the message names the file and line and says how to fix it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import enum
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +59,41 @@ class Verdict:
             "reason": self.reason,
             "elapsed_s": self.elapsed_s,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Verdict:
+        """The inverse of :meth:`to_dict`, for verdicts read back from files (eval samples).
+        Raises ``ValueError`` naming the missing or bad key; ``elapsed_s`` is optional."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a verdict must be a mapping (Verdict.to_dict()), got {data!r}")
+        keys = ("score", "status", "extracted", "reason", "elapsed_s")
+        missing = [k for k in keys[:4] if k not in data]
+        if missing:
+            raise ValueError(f"verdict is missing key(s) {missing}; a verdict has keys {keys}")
+        unknown = sorted(str(k) for k in data if k not in keys)
+        if unknown:
+            raise ValueError(f"verdict has unknown key(s) {unknown}; a verdict has keys {keys}")
+        score = data["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+            raise ValueError(f"verdict key 'score' must be a number in [0, 1], got {score!r}")
+        status = data["status"]
+        allowed = [s.value for s in Status]
+        if status not in allowed:
+            raise ValueError(f"verdict key 'status' must be one of {allowed}, got {status!r}")
+        extracted = data["extracted"]
+        if extracted is not None and not isinstance(extracted, str):
+            raise ValueError(f"verdict key 'extracted' must be a str or null, got {extracted!r}")
+        reason = data["reason"]
+        if not isinstance(reason, str):
+            raise ValueError(f"verdict key 'reason' must be a str, got {reason!r}")
+        elapsed_s = data.get("elapsed_s", 0.0)
+        if (
+            isinstance(elapsed_s, bool)
+            or not isinstance(elapsed_s, (int, float))
+            or not elapsed_s >= 0
+        ):
+            raise ValueError(f"verdict key 'elapsed_s' must be a number >= 0, got {elapsed_s!r}")
+        return cls(float(score), Status(status), extracted, reason, float(elapsed_s))
 
 
 class Verifier(abc.ABC):
