@@ -17,7 +17,8 @@ and with ``share_prompts=False`` (every sample runs its own prompt, as TRL's do)
 table shows both the total gain and how much of it is prompt sharing.
 
     python -m benchmarks.ppo_throughput [--model tiny|smollm2-135m|all] [--prompts 2]
-        [--group 4] [--max-new-tokens 24] [--steps 3] [--warmup 1] [--threads N] [--json OUT]
+        [--group 4] [--max-new-tokens 24] [--steps 3] [--warmup 1] [--threads N] [--quick]
+        [--json OUT]
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,6 +41,9 @@ from agents.models import ModelSpec, load_model
 from agents.policy import FrozenReference, PolicyWithValue
 from agents.ppo import PPOConfig, PPOTrainer, token_env
 from brite_envs.tasks.arith import Arith
+
+QUICK = {"model": "tiny", "prompts": 2, "group": 2, "max_new_tokens": 8, "steps": 1}
+"""The ``--quick`` sizes (smoke runs and tests); explicit options still win."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,8 @@ class Result:
     trl_seconds_per_update: float
 
 
-def _spec(name: str) -> ModelSpec:
+def model_spec(name: str) -> ModelSpec:
+    """The model preset ``name`` as the CLI reads it (``agents/conf/model/NAME.yaml``)."""
     import yaml
 
     text = (importlib.resources.files("agents.conf") / "model" / f"{name}.yaml").read_text()
@@ -221,7 +226,7 @@ def _plain_copy(model: Any) -> Any:
 
 
 def bench(name: str, args: argparse.Namespace) -> Result:
-    model, tokenizer = load_model(_spec(name), seed=0)
+    model, tokenizer = load_model(model_spec(name), seed=0)
     task = Arith(split="train", size=max(64, args.prompts * (args.warmup + args.steps)))
     shared = Ours(model, tokenizer, task, args, share_prompts=True)
     unshared = Ours(model, tokenizer, task, args, share_prompts=False)
@@ -253,7 +258,7 @@ def bench(name: str, args: argparse.Namespace) -> Result:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny", help="tiny, smollm2-135m, or all")
     parser.add_argument("--prompts", type=int, default=2, help="distinct prompts per update")
@@ -263,8 +268,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed updates first")
     parser.add_argument("--lr", type=float, default=1e-6)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--quick", action="store_true", help="small sizes: " + str(QUICK))
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    if args.model not in ("tiny", "smollm2-135m", "all"):
+        parser.error(f"--model must be tiny, smollm2-135m or all, got {args.model!r}")
+    if min(args.prompts, args.group, args.max_new_tokens, args.steps) < 1 or args.warmup < 0:
+        parser.error("--prompts, --group, --max-new-tokens and --steps must be >= 1, --warmup >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
     names = ["tiny", "smollm2-135m"] if args.model == "all" else [args.model]
@@ -291,9 +304,16 @@ def main(argv: list[str] | None = None) -> None:
             f"{r.trl_mean_completion:>9.1f}{r.ours_seconds_per_update:>12.2f}"
             f"{r.trl_seconds_per_update:>11.2f}"
         )
+    report = {
+        "benchmark": "ppo_throughput",
+        "args": vars(args),
+        "torch_threads": torch.get_num_threads(),
+        "results": [asdict(r) for r in results],
+    }
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "results": [asdict(r) for r in results]}, fh, indent=2)
+            json.dump(report, fh, indent=2)
+    return report
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ N ``ReasoningEnv`` instances stepped one by one, the same under Gymnasium's
 is excluded (no episode ends inside the timed window), so this is pure step overhead. Run
 at two prompt lengths to show the cost per step does not grow with the sequence.
 
-    python -m benchmarks.token_step [--envs 8] [--tokens 512] [--repeats 3] [--json OUT]
+    python -m benchmarks.token_step [--envs 8] [--tokens 512] [--repeats 3] [--quick]
+        [--json OUT]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import json
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -24,6 +25,9 @@ import numpy as np
 
 from brite_envs import ByteTokenizer, ReasoningEnv, TokenVectorEnv
 from brite_envs.tasks.arith import Arith
+
+QUICK = {"envs": 4, "tokens": 64, "repeats": 1}
+"""The ``--quick`` sizes (smoke runs and tests); explicit options still win."""
 
 
 def _best(fn: Callable[[], float], repeats: int) -> float:
@@ -103,13 +107,19 @@ def run(envs: int, tokens: int, repeats: int) -> dict[str, Any]:
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--envs", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="small sizes: " + str(QUICK))
     parser.add_argument("--json", default=None, help="also write the results to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
+    if min(args.envs, args.tokens, args.repeats) < 1:
+        parser.error("--envs, --tokens and --repeats must be >= 1")
     res = run(args.envs, args.tokens, args.repeats)
     print(f"token-mode step overhead, {res['envs']} envs x {res['tokens_per_env']} tokens")
     print(f"machine: {res['machine']}")
@@ -122,6 +132,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(res, fh, indent=2)
+    return res
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ every verifier, per repeat) and ratios are taken within a repeat, so load from o
 processes on a shared machine hits all of them alike; medians over repeats are reported.
 
     python -m benchmarks.verifier_throughput [--workers 1 2] [--repeats 5] [--limit N]
-        [--json OUT]
+        [--quick] [--json OUT]
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 TARGET_PER_WORKER = 0.8
+QUICK = {"workers": [1], "repeats": 1, "limit": 16}
+"""The ``--quick`` sizes (smoke runs and tests); explicit options still win."""
 
 
 def data_file() -> Path:
@@ -424,13 +426,17 @@ def print_table(res: dict[str, Any]) -> None:
         )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=5, help="timed passes (median kept)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N inputs")
+    parser.add_argument("--quick", action="store_true", help="small sizes: " + str(QUICK))
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
+    if args.quick:
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
     if args.repeats < 1 or any(w < 1 for w in args.workers):
         parser.error("--repeats and --workers must be >= 1")
     if args.limit is not None and args.limit < 1:
@@ -439,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print_table(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    return res
 
 
 if __name__ == "__main__":
