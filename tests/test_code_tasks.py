@@ -506,7 +506,7 @@ _SECRET_REF = {
 # the files around it, every object in its process, every frame on its stack, and the judge's
 # memory, file descriptors and environment through /proc. It returns the first it finds, or a
 # report of what it tried, which the verdict's reason shows.
-_SCAVENGER = r'''
+_SCAVENGER = r"""
 import gc, os, re, sys, time
 
 HEX = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
@@ -585,7 +585,7 @@ def f(x):
     found = [s for s in found if s != mine]
     tried.sort(key=lambda t: not t.startswith("mem"))
     return found[0] if found else "found nothing; " + "; ".join(tried)
-'''
+"""
 
 
 @pytest.mark.parametrize("variant", ["bwrap-forkserver", "bwrap", "unshare", "none"])
