@@ -4,6 +4,7 @@
     brite-agent run [key=value ...]        e.g. brite-agent run env=gsm8k model=tiny
     brite-agent eval [key=value ...]       e.g. brite-agent eval env=[gsm8k,math500] n=4 ...
     brite-agent compare DIR1 DIR2 ... [baseline=LABEL] [out=DIR]
+    brite-agent bench [--quick] [--only NAME,...]   the performance suite (benchmarks.perf)
 
 Config groups: ``env/``, ``model/``, ``agent/`` (see ``agents/conf``). A bad override stops
 with a one-line error that lists the valid choices.
@@ -21,7 +22,7 @@ from typing import Any
 
 from agents.errors import AgentError, ConfigError
 
-USAGE = """usage: brite-agent {list,run,eval,compare} [key=value ...]
+USAGE = """usage: brite-agent {list,run,eval,compare,bench} [key=value ...]
 
 commands:
   list     every environment with its size, verifier and whether its data is reachable
@@ -40,6 +41,9 @@ commands:
   compare  a paper-style table of eval directories (accuracy with bootstrap 95% CIs, and the
            difference to a baseline): brite-agent compare DIR1 DIR2 ... [baseline=LABEL]
            [out=DIR] [n_boot=2000] [seed=0]; writes out/compare.md and out/compare.html
+  bench    the performance suite: every benchmark beside its anchor (raw loop, math-verify,
+           evalplus, TRL GRPO, model.generate) in one run, into docs/PERFORMANCE.md; takes
+           python -m benchmarks.perf's flags (--quick, --only NAME,..., --out FILE, --help)
 
 config groups (choose with group=name): env, model, agent; any key can be overridden,
 e.g. brite-agent run env=gsm8k env.eval_size=100 agent.max_new_tokens=512
@@ -428,7 +432,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_eval(rest)
         if command == "compare":
             return cmd_compare(rest)
-        raise ConfigError(f"unknown command {command!r}; valid commands: list, run, eval, compare")
+        if command == "bench":
+            from benchmarks.perf import main as perf_main
+
+            return perf_main(rest)
+        raise ConfigError(
+            f"unknown command {command!r}; valid commands: list, run, eval, compare, bench"
+        )
     except AgentError as exc:
         print(f"brite-agent: error: {exc}", file=sys.stderr)
         return 2

@@ -428,6 +428,16 @@ def test_quick_suite_writes_the_report(tmp_path: Path, data_dir: Path) -> None:
     ]
 
 
+def test_brite_agent_bench_runs_the_suite(tmp_path: Path, data_dir: Path) -> None:
+    """``brite-agent bench`` is the suite under the project's CLI, with the same flags."""
+    from agents.cli import main
+
+    md = tmp_path / "PERF.md"
+    assert main(["bench", "--quick", "--only", "token_step", "--out", str(md), "--strict"]) == 0
+    text = md.read_text()
+    assert "token_step" in text and "## Machine" in text, text[:2000]
+
+
 @pytest.mark.slow
 def test_quick_generation_throughput_on_tiny(tmp_path: Path) -> None:
     md, js, raw = tmp_path / "PERF.md", tmp_path / "suite.json", tmp_path / "raw"
