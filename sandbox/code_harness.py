@@ -29,6 +29,7 @@ Modes
 
 from __future__ import annotations
 
+import array
 import base64
 import builtins
 import contextlib
@@ -204,7 +205,17 @@ def _feed(h: hashlib._Hash, x: object) -> None:
 
 
 def _feed_ints(h: hashlib._Hash, ints: list[int] | tuple[int, ...]) -> None:
-    h.update((("i%#x;" * len(ints)) % tuple(ints)).encode())
+    """A sequence of ints: as 64-bit machine words when they fit (C speed, ~10 ns an item;
+    HumanEval/130's ten million-item lists took ~1.5 s as hex text), else as hex text. The
+    same values always take the same branch, so equal lists digest alike."""
+    if not ints:
+        return  # what ``_feed`` writes for an empty sequence's items: nothing
+    try:
+        packed = array.array("q", ints).tobytes()
+    except OverflowError:
+        h.update((("i%#x;" * len(ints)) % tuple(ints)).encode())
+        return
+    h.update(b"q%d:" % len(packed) + packed)
 
 
 def _number_list_digest(x: list[object] | tuple[object, ...]) -> tuple[str, bool] | None:

@@ -55,7 +55,7 @@ RESULT_PREFIX = "BRITE-RESULT"
 NONCE_VAR = "BRITE_HARNESS_NONCE"
 CACHE_ENV = "BRITE_CACHE_DIR"
 KINDS = ("humaneval", "humanevalplus", "bigcodebench")
-_ORACLE_VERSION = "2"  # 2: large string outputs are stored as their pickle hash only
+_ORACLE_VERSION = "3"  # 2: large strings as their pickle hash; 3: int runs digested packed
 """Bump when the oracle's output format changes, so stale disk caches are ignored."""
 
 # Per-kind sandbox limits: (timeout_s, memory_mb). BigCodeBench imports pandas, matplotlib and
