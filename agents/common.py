@@ -45,7 +45,7 @@ from agents.distill import (
     sft,
 )
 from agents.errors import ConfigError
-from agents.evaluate import EvalConfig, EvalSummary, evaluate
+from agents.evaluate import EvalConfig, EvalSummary, evaluate, plain_settings
 from agents.generate import Generation, generate
 from agents.models import ModelSpec, check_model_source, load_model
 from agents.runs import Budget, Counts, RunDir
@@ -85,22 +85,6 @@ def _bool(value: Any, key: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{key} must be true or false, got {value!r}")
     return value
-
-
-def plain_settings(node: Any) -> dict[str, Any]:
-    """A plain dict from an OmegaConf node or a mapping (None gives {})."""
-    if node is None:
-        return {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(node, DictConfig):
-            return dict(OmegaConf.to_container(node, resolve=True))  # type: ignore[arg-type]
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra, a dependency
-        pass
-    if not isinstance(node, Mapping):
-        raise ConfigError(f"expected a mapping of settings, got {type(node).__name__}")
-    return dict(node)
 
 
 def agent_int(agent: Mapping[str, Any], key: str, default: int, *, minimum: int = 0) -> int:

@@ -156,205 +156,28 @@ def sample_seed(seed: int, env: str, problem_id: str, sample_index: int) -> int:
 
 # -- samplers -------------------------------------------------------------------------------------
 class Sampler(Protocol):
-    """What the harness samples with: one seed per row, exact ids back."""
+    """What the harness samples with: :class:`agents.policy.Policy` with one seed per row
+    (``seeds=``), exact ids back, and the tokenizer that shows the prompt text."""
+
+    tokenizer: Any
 
     def encode(self, messages: Sequence[ChatMessage]) -> list[int]: ...
 
-    def decode_prompt(self, prompt_ids: Sequence[int]) -> str: ...
-
     def sample(
         self,
-        prompt_ids: Sequence[Sequence[int]],
-        seeds: Sequence[int],
+        prompt_ids_batch: Sequence[Sequence[int]],
         *,
         max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-    ) -> list[Any]:
-        """One :class:`agents.policy.Sample` per row, row ``i`` drawn with ``seeds[i]``."""
-        ...
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        seeds: Sequence[int] | None = None,
+    ) -> list[Any]: ...
 
 
-def _stop_and_pad(tokenizer: Any) -> tuple[frozenset[int], int]:
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise ConfigError("the tokenizer has no eos_token_id: sampling needs a stop id")
-    candidates = (getattr(tokenizer, "pad_token_id", None), eos, 0)
-    return frozenset({int(eos)}), int(next(c for c in candidates if c is not None))
-
-
-def pick_tokens(logits: Any, *, temperature: float, top_p: float, uniforms: Any) -> Any:
-    """One token per row and its log-prob under ``softmax(logits / temperature)`` (greedy at
-    temperature 0, log-probs then at temperature 1), by inverse-CDF sampling with one uniform
-    per row: each row's draw depends on its own logits and uniform only."""
-    import torch
-
-    logits = logits.float()
-    if temperature == 0:
-        logp = torch.log_softmax(logits, -1)
-        tokens = logits.argmax(-1)
-    else:
-        logp = torch.log_softmax(logits / temperature, -1)
-        probs = logp.exp()
-        if top_p < 1.0:
-            sorted_p, order = probs.sort(-1, descending=True)
-            drop = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest nucleus
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
-        cdf = probs.cumsum(-1)
-        target = (uniforms.to(cdf.device) * cdf[:, -1])[:, None]
-        tokens = torch.searchsorted(cdf, target, right=True).squeeze(-1)
-        vocab = probs.shape[-1]
-        last = (vocab - 1) - (probs > 0).flip(-1).int().argmax(-1)  # rounding at the top end
-        tokens = torch.where(tokens >= vocab, last, tokens)
-    return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
-
-
-class HFSampler:
-    """Batched sampling with a Hugging Face causal LM (KV-cached, one forward per token through
-    :class:`agents.policy.IncrementalDecoder`; the prompt of a problem's n samples is run once),
-    with one random stream per row."""
-
-    def __init__(self, model: Any, tokenizer: Any) -> None:
-        from agents.policy import causal_lm
-
-        self.model = causal_lm(model)
-        self.tokenizer = tokenizer
-        self.stop_ids, self.pad_id = _stop_and_pad(tokenizer)
-
-    def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
-        from agents.generate import encode_prompt
-
-        return encode_prompt(self.tokenizer, messages)
-
-    def decode_prompt(self, prompt_ids: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(list(prompt_ids), skip_special_tokens=False))
-
-    def sample(
-        self,
-        prompt_ids: Sequence[Sequence[int]],
-        seeds: Sequence[int],
-        *,
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-    ) -> list[Any]:
-        import torch
-
-        from agents.policy import IncrementalDecoder, Sample, check_sampling
-
-        check_sampling(max_new_tokens, temperature, top_p)
-        if len(seeds) != len(prompt_ids):
-            raise ValueError(f"{len(prompt_ids)} prompts but {len(seeds)} seeds")
-        n = len(prompt_ids)
-        if n == 0:
-            return []
-        uniforms = torch.zeros((n, max_new_tokens))
-        if temperature > 0:
-            for i, s in enumerate(seeds):
-                gen = torch.Generator().manual_seed(int(s))
-                uniforms[i] = torch.rand(max_new_tokens, generator=gen)
-        decoder = IncrementalDecoder(self.model, prompt_ids, pad_id=self.pad_id)
-        ids = torch.full((n, max_new_tokens), self.pad_id, dtype=torch.long)
-        logps = torch.zeros((n, max_new_tokens))
-        lengths = torch.zeros(n, dtype=torch.long)
-        finished = torch.zeros(n, dtype=torch.bool)
-        stop = torch.tensor(sorted(self.stop_ids), device=decoder.rows.device)
-        step = decoder.start()
-        for t in range(max_new_tokens):
-            rows = step.rows.cpu()
-            tokens, lp = pick_tokens(
-                step.logits, temperature=temperature, top_p=top_p, uniforms=uniforms[rows, t]
-            )
-            ids[rows, t] = tokens.cpu()
-            logps[rows, t] = lp.cpu()
-            lengths[rows] += 1
-            ended = torch.isin(tokens, stop)
-            finished[rows] = ended.cpu()
-            if t + 1 == max_new_tokens or bool(ended.all()):
-                break
-            step = decoder.advance(tokens, ~ended)
-        samples = []
-        for i, prompt in enumerate(prompt_ids):
-            k = int(lengths[i])
-            completion = tuple(int(x) for x in ids[i, :k])
-            text_ids = completion[:-1] if finished[i] else completion
-            samples.append(
-                Sample(
-                    prompt_ids=tuple(int(x) for x in prompt),
-                    completion_ids=completion,
-                    logprobs=tuple(float(x) for x in logps[i, :k]),
-                    text=self.tokenizer.decode(list(text_ids), skip_special_tokens=True),
-                    finished=bool(finished[i]),
-                )
-            )
-        return samples
-
-
-class VLLMSampler:
-    """Sampling with a :class:`agents.vllm_policy.VLLMPolicy`'s engine, one seed per row (one
-    ``SamplingParams`` per prompt)."""
-
-    def __init__(self, policy: Any) -> None:
-        self.policy = policy
-        self.tokenizer = policy.tokenizer
-
-    def encode(self, messages: Sequence[ChatMessage]) -> list[int]:
-        return list(self.policy.encode(messages))
-
-    def decode_prompt(self, prompt_ids: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(list(prompt_ids), skip_special_tokens=False))
-
-    def sample(
-        self,
-        prompt_ids: Sequence[Sequence[int]],
-        seeds: Sequence[int],
-        *,
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-    ) -> list[Any]:
-        import importlib
-
-        from agents.policy import Sample, check_sampling
-
-        check_sampling(max_new_tokens, temperature, top_p)
-        vllm = importlib.import_module("vllm")
-        stop = sorted(self.policy.stop_ids)
-        params = [
-            vllm.SamplingParams(
-                n=1,
-                temperature=temperature,
-                top_p=top_p,
-                max_tokens=max_new_tokens,
-                logprobs=0,
-                stop_token_ids=stop,
-                seed=int(s),
-                detokenize=False,
-            )
-            for s in seeds
-        ]
-        prompts = [{"prompt_token_ids": [int(t) for t in p]} for p in prompt_ids]
-        outputs = self.policy.llm.generate(prompts, sampling_params=params, use_tqdm=False)
-        samples = []
-        for prompt, output in zip(prompt_ids, outputs, strict=True):
-            completion = output.outputs[0]
-            ids = tuple(int(t) for t in completion.token_ids)
-            logprobs = tuple(
-                float(step[token].logprob)
-                for step, token in zip(completion.logprobs, ids, strict=True)
-            )
-            finished = bool(ids) and ids[-1] in self.policy.stop_ids
-            text_ids = ids[:-1] if finished else ids
-            samples.append(
-                Sample(
-                    prompt_ids=tuple(int(t) for t in prompt),
-                    completion_ids=ids,
-                    logprobs=logprobs,
-                    text=self.tokenizer.decode(list(text_ids), skip_special_tokens=True),
-                    finished=finished,
-                )
-            )
-        return samples
+def decode_prompt(sampler: Sampler, prompt_ids: Sequence[int]) -> str:
+    """The prompt text as the policy saw it, special tokens included."""
+    return str(sampler.tokenizer.decode(list(prompt_ids), skip_special_tokens=False))
 
 
 def vllm_problem(spec: ModelSpec) -> str | None:
@@ -395,13 +218,14 @@ def load_sampler(spec: ModelSpec, backend: str, *, seed: int) -> Sampler:
             gpu_memory_utilization=VLLM_GPU_MEMORY,
             dtype=spec.dtype,
         )
-        return VLLMSampler(policy)
+        return policy
     if backend != "hf":
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
     from agents.models import load_model
+    from agents.policy import HFPolicy
 
     model, tokenizer = load_model(spec, seed=seed)
-    return HFSampler(model, tokenizer)
+    return HFPolicy(model, tokenizer)
 
 
 # -- JSONL files ----------------------------------------------------------------------------------
@@ -1036,11 +860,11 @@ def generate_and_grade(
                 for p, _ in todo:
                     if p.id not in prompts:
                         ids = policy.encode(task.render_messages(p))
-                        prompts[p.id] = (ids, policy.decode_prompt(ids))
+                        prompts[p.id] = (ids, decode_prompt(policy, ids))
                 t0 = time.perf_counter()
                 samples = policy.sample(
                     [prompts[p.id][0] for p, _ in todo],
-                    [sample_seed(config.seed, env, p.id, i) for p, i in todo],
+                    seeds=[sample_seed(config.seed, env, p.id, i) for p, i in todo],
                     max_new_tokens=config.max_new_tokens,
                     temperature=config.temperature,
                     top_p=config.top_p,
@@ -1367,7 +1191,9 @@ def evaluate(
     if not indices:
         raise ConfigError(f"nothing to evaluate: task {task.name!r} gave no problems")
     problems = [task[i] for i in indices]
-    sampler = HFSampler(model, tokenizer)
+    from agents.policy import HFPolicy
+
+    sampler = HFPolicy(model, tokenizer)
     records, timing, _ = generate_and_grade(
         env or task.name,
         task,

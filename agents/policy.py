@@ -102,7 +102,11 @@ class Policy(Protocol):
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
-    ) -> list[Sample]: ...
+        seeds: Sequence[int] | None = None,
+    ) -> list[Sample]:
+        """One sample per prompt, with its exact ids and log-probs. ``seed`` seeds the batch;
+        ``seeds`` (one per prompt) makes each sample a function of its own seed alone."""
+        ...
 
     def sync_weights(self, model: nn.Module) -> None: ...
 
@@ -115,6 +119,17 @@ def check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> Non
         raise ConfigError(f"temperature must be >= 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ConfigError(f"top_p must be in (0, 1], got {top_p}")
+
+
+def check_seeds(n: int, seed: int | None, seeds: Sequence[int] | None) -> None:
+    """``seed`` seeds the batch; ``seeds`` gives each row its own (and its draw then does not
+    depend on the batch it is in). Not both."""
+    if seeds is None:
+        return
+    if seed is not None:
+        raise ValueError("pass seed (one for the batch) or seeds (one per row), not both")
+    if len(seeds) != n:
+        raise ValueError(f"{n} prompts but {len(seeds)} seeds: give one seed per prompt")
 
 
 def encode_messages(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
@@ -358,9 +373,14 @@ def sample_from_logits(
     temperature: float,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    uniforms: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Sample one token per row; return ``(tokens, logprobs)``, the log-probs under
-    ``softmax(logits / temperature)``. Temperature 0 is greedy (log-probs at temperature 1)."""
+    ``softmax(logits / temperature)``. Temperature 0 is greedy (log-probs at temperature 1).
+
+    With ``uniforms`` (one number in [0, 1) per row) each row is drawn by inverse CDF from
+    its own number, so a row's draw depends on its logits and its uniform only, never on the
+    other rows of the batch; otherwise ``torch.multinomial`` draws with ``generator``."""
     logits = logits.float()
     if temperature == 0:
         logp_all = torch.log_softmax(logits, -1)
@@ -373,8 +393,25 @@ def sample_from_logits(
             drop = sorted_p.cumsum(-1) - sorted_p > top_p  # keep the smallest nucleus
             sorted_p = sorted_p.masked_fill(drop, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        if uniforms is None:
+            tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        else:
+            cdf = probs.cumsum(-1)
+            target = (uniforms.to(cdf.device) * cdf[:, -1])[:, None]
+            tokens = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+            vocab = probs.shape[-1]
+            last = (vocab - 1) - (probs > 0).flip(-1).int().argmax(-1)  # rounding at the top
+            tokens = torch.where(tokens >= vocab, last, tokens)
     return tokens, logp_all.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def row_uniforms(seeds: Sequence[int], steps: int) -> Tensor:
+    """``(len(seeds), steps)`` uniforms, row ``i`` from its own generator seeded ``seeds[i]``:
+    what makes a sample a function of its seed alone, whatever batch it is drawn in."""
+    out = torch.empty((len(seeds), steps))
+    for i, s in enumerate(seeds):
+        out[i] = torch.rand(steps, generator=torch.Generator().manual_seed(int(s)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -491,15 +528,18 @@ class HFPolicy:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Sample]:
         check_sampling(max_new_tokens, temperature, top_p)
         n = len(prompt_ids_batch)
+        check_seeds(n, seed, seeds)
         if n == 0:
             return []
         decoder = IncrementalDecoder(
             self.model, prompt_ids_batch, pad_id=self.pad_id, share_prompts=self.share_prompts
         )
         generator = _generator(seed, decoder.rows.device)
+        uniforms = row_uniforms(seeds, max_new_tokens) if seeds is not None else None
         ids = torch.full((n, max_new_tokens), self.pad_id, dtype=torch.long)
         logps = torch.zeros((n, max_new_tokens))
         lengths = torch.zeros(n, dtype=torch.long)
@@ -507,10 +547,14 @@ class HFPolicy:
         stop = torch.tensor(sorted(self.stop_ids), device=decoder.rows.device)
         step = decoder.start()
         for t in range(max_new_tokens):
-            tokens, lp = sample_from_logits(
-                step.logits, temperature=temperature, top_p=top_p, generator=generator
-            )
             rows = step.rows.cpu()
+            tokens, lp = sample_from_logits(
+                step.logits,
+                temperature=temperature,
+                top_p=top_p,
+                generator=generator,
+                uniforms=None if uniforms is None else uniforms[rows, t],
+            )
             ids[rows, t] = tokens.cpu()
             logps[rows, t] = lp.cpu()
             lengths[rows] += 1

@@ -23,7 +23,14 @@ from typing import Any
 from torch import nn
 
 from agents.errors import AgentError, ConfigError
-from agents.policy import Sample, causal_lm, check_sampling, encode_messages, is_peft_model
+from agents.policy import (
+    Sample,
+    causal_lm,
+    check_sampling,
+    check_seeds,
+    encode_messages,
+    is_peft_model,
+)
 from brite_envs.types import ChatMessage
 
 __all__ = ["VLLM_INSTALL_HINT", "VLLMPolicy", "VLLMUnavailableError", "vllm_unavailable_reason"]
@@ -123,10 +130,14 @@ class VLLMPolicy:
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> list[Sample]:
         check_sampling(max_new_tokens, temperature, top_p)
-        # One SamplingParams per prompt so repeated prompts (k samples per problem) draw
-        # different completions under a fixed seed.
+        check_seeds(len(prompt_ids_batch), seed, seeds)
+        row_seeds: list[int | None] = list(seeds) if seeds is not None else []
+        if seeds is None:  # repeated prompts (k samples per problem) still differ
+            row_seeds = [None if seed is None else seed + i for i in range(len(prompt_ids_batch))]
+        # One SamplingParams per prompt, each with its own seed.
         params = [
             self._vllm.SamplingParams(
                 n=1,
@@ -135,10 +146,10 @@ class VLLMPolicy:
                 max_tokens=max_new_tokens,
                 logprobs=0,
                 stop_token_ids=sorted(self.stop_ids),
-                seed=None if seed is None else seed + i,
+                seed=None if row_seed is None else int(row_seed),
                 detokenize=False,
             )
-            for i in range(len(prompt_ids_batch))
+            for row_seed in row_seeds
         ]
         prompts = [{"prompt_token_ids": [int(t) for t in p]} for p in prompt_ids_batch]
         outputs = self.llm.generate(prompts, sampling_params=params, use_tqdm=False)

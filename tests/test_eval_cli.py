@@ -246,23 +246,24 @@ def test_tiny_model_eval_end_to_end_with_report(
 
 
 def test_each_sample_has_its_own_seed_whatever_its_batch(tiny: Any, one_thread: None) -> None:
-    from agents.evaluate import HFSampler, sample_seed
+    from agents.evaluate import sample_seed
+    from agents.policy import HFPolicy
 
     model, tokenizer = tiny
-    sampler = HFSampler(model, tokenizer)
+    sampler = HFPolicy(model, tokenizer)
     prompts = [sampler.encode(ARITH.render_messages(problem(i))) for i in range(3)]
     seeds = [sample_seed(0, "arith", problem(i).id, 0) for i in range(3)]
     assert len(set(seeds)) == 3
     assert sample_seed(0, "arith", problem(0).id, 1) != seeds[0]
     assert sample_seed(1, "arith", problem(0).id, 0) != seeds[0]
     kw = {"max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0}
-    batch = sampler.sample(prompts, seeds, **kw)
-    alone = sampler.sample(prompts[2:], seeds[2:], **kw)
+    batch = sampler.sample(prompts, seeds=seeds, **kw)
+    alone = sampler.sample(prompts[2:], seeds=seeds[2:], **kw)
     assert alone[0].completion_ids == batch[2].completion_ids
     assert alone[0].prompt_ids == tuple(prompts[2])
-    again = sampler.sample(prompts[::-1], seeds[::-1], **kw)
+    again = sampler.sample(prompts[::-1], seeds=seeds[::-1], **kw)
     assert [s.completion_ids for s in again[::-1]] == [s.completion_ids for s in batch]
-    other = sampler.sample(prompts[:1] * 2, [seeds[0], seeds[0] + 1], **kw)
+    other = sampler.sample(prompts[:1] * 2, seeds=[seeds[0], seeds[0] + 1], **kw)
     assert other[0].completion_ids == batch[0].completion_ids
     assert other[1].completion_ids != other[0].completion_ids
     for s in batch:  # exact ids: the text is their decoding, the stop id kept in the ids
@@ -275,22 +276,22 @@ class _Counter:
     """Counts what is sampled and graded, by wrapping the real methods."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from agents import evaluate
+        from agents.policy import HFPolicy
 
         self.graded = 0
         self.sampled = 0
-        grade, sample = Task.grade_many, evaluate.HFSampler.sample
+        grade, sample = Task.grade_many, HFPolicy.sample
 
         def grade_many(task: Task, problems: Any, completions: Any) -> Any:
             self.graded += len(completions)
             return grade(task, problems, completions)
 
-        def sample_rows(policy: Any, prompts: Any, seeds: Any, **kw: Any) -> Any:
+        def sample_rows(policy: Any, prompts: Any, **kw: Any) -> Any:
             self.sampled += len(prompts)
-            return sample(policy, prompts, seeds, **kw)
+            return sample(policy, prompts, **kw)
 
         monkeypatch.setattr(Task, "grade_many", grade_many)
-        monkeypatch.setattr(evaluate.HFSampler, "sample", sample_rows)
+        monkeypatch.setattr(HFPolicy, "sample", sample_rows)
 
 
 def _comparable(metrics: dict[str, Any]) -> dict[str, Any]:

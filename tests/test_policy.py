@@ -332,3 +332,36 @@ def test_vllm_policy_samples_exact_ids_and_logprobs(tmp_path: Path) -> None:
     policy.sync_weights(model)
     again = policy.sample([prompt], max_new_tokens=4, seed=0)[0]
     assert again.logprobs != samples[0].logprobs[:4]
+
+
+def test_inverse_cdf_sampling_follows_the_uniforms() -> None:
+    """With one uniform per row, the token is the first whose CDF passes it (after the
+    temperature and the nucleus), and the log-prob is the tempered one."""
+    import math
+
+    from agents.policy import sample_from_logits
+
+    probs = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    logits = probs.log()
+    u = torch.tensor([0.49, 0.55])
+    tokens, logp = sample_from_logits(logits, temperature=1.0, uniforms=u)
+    assert tokens.tolist() == [0, 2]  # 0.49 < 0.5 -> 0; 0.55 > 0.1 + 0.1 -> 2
+    assert logp.tolist() == pytest.approx([math.log(0.5), math.log(0.8)], abs=1e-6)
+    tokens, _ = sample_from_logits(logits, temperature=1.0, uniforms=torch.tensor([0.79, 0.19]))
+    assert tokens.tolist() == [1, 1]  # 0.79 in (0.5, 0.8]; 0.19 in (0.1, 0.2]
+    # top_p 0.4 keeps only token 0 of row 0 (and token 2 of row 1): any uniform picks them.
+    tokens, _ = sample_from_logits(
+        logits, temperature=1.0, top_p=0.4, uniforms=torch.tensor([0.99, 0.0])
+    )
+    assert tokens.tolist() == [0, 2]
+
+
+def test_row_seeds_are_checked() -> None:
+    from agents.policy import check_seeds
+
+    check_seeds(2, None, [1, 2])
+    check_seeds(2, 5, None)
+    with pytest.raises(ValueError, match="not both"):
+        check_seeds(2, 5, [1, 2])
+    with pytest.raises(ValueError, match="2 prompts but 1 seeds"):
+        check_seeds(2, None, [1])
