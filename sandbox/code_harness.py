@@ -34,6 +34,7 @@ import base64
 import builtins
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -383,8 +384,6 @@ class _PlainUnpickler(pickle.Unpickler):
 
 
 def _plain_loads(blob: bytes) -> object:
-    import io
-
     return _PlainUnpickler(io.BytesIO(blob)).load()
 
 
@@ -394,9 +393,12 @@ _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 4, 38
 
 
 def _libc() -> object:
-    import ctypes
+    libc = _STATE.get("libc")
+    if libc is None:
+        import ctypes
 
-    return ctypes.CDLL(None, use_errno=True)
+        libc = _STATE["libc"] = ctypes.CDLL(None, use_errno=True)
+    return libc
 
 
 def _make_undumpable() -> None:
@@ -412,15 +414,12 @@ def _drop_privileges() -> None:
     libc = _libc()
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:  # type: ignore[attr-defined]
         raise OSError("prctl(PR_SET_NO_NEW_PRIVS) failed")
-    with open("/proc/self/status", encoding="ascii") as fh:
-        caps = [ln.split()[1] for ln in fh if ln.startswith(("CapEff:", "CapPrm:", "CapInh:"))]
-    if any(int(c, 16) for c in caps):
-        import ctypes
+    import ctypes
 
-        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this pid
-        data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
-        if libc.capset(header, data) != 0:  # type: ignore[attr-defined]
-            raise OSError("capset() failed")
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this pid
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
+    if libc.capset(header, data) != 0:  # type: ignore[attr-defined]  # dropping always works
+        raise OSError("capset() failed")
 
 
 class _Frames:
@@ -431,7 +430,9 @@ class _Frames:
         self.buf = bytearray()
 
     def add(self, kind: bytes, payload: bytes = b"") -> None:
-        self.buf += kind + len(payload).to_bytes(4, "little") + payload
+        self.buf += kind
+        self.buf += len(payload).to_bytes(4, "little")
+        self.buf += payload
         if len(self.buf) >= 1 << 16 or kind != _OUTPUT:
             self.flush()
 
@@ -478,20 +479,43 @@ def _run_candidate(spec: dict[str, object], io_sets: list[list[object]], out: _F
     _exit(0)
 
 
-def _read_exact(fd: int, n: int, deadline: float) -> bytes | None:
-    """``n`` bytes from ``fd``; None at end of file or when ``deadline`` passes."""
-    chunks: list[bytes] = []
-    while n:
-        left = deadline - _perf()
-        wait = None if left == math.inf else left
-        if left <= 0 or not select.select([fd], [], [], wait)[0]:
+class _FrameReader:
+    """The judge's side of the pipe: reads in large chunks and cuts frames out of its buffer
+    (a read and a select per frame cost more than most programs' calls)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+        self.pos = 0
+
+    def _fill(self, need: int, deadline: float) -> bool:
+        while len(self.buf) - self.pos < need:
+            left = deadline - _perf()
+            if (
+                left <= 0
+                or not select.select([self.fd], [], [], None if left == math.inf else left)[0]
+            ):
+                return False
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                return False
+            if self.pos:
+                del self.buf[: self.pos]
+                self.pos = 0
+            self.buf += chunk
+        return True
+
+    def next(self, deadline: float) -> tuple[bytes, bytes] | None:
+        """The next frame's (kind, payload); None at end of file or at ``deadline``."""
+        if not self._fill(5, deadline):
             return None
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
+        head = self.buf[self.pos : self.pos + 5]
+        size = int.from_bytes(head[1:], "little")
+        if not self._fill(5 + size, deadline + 5.0):
             return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+        start = self.pos + 5
+        self.pos = start + size
+        return bytes(head[:1]), bytes(self.buf[start : self.pos])
 
 
 def _child_exit(pid: int) -> str:
@@ -550,9 +574,10 @@ def mode_io(spec: dict[str, object]) -> None:
     def where(s: int, i: int) -> dict[str, object]:
         return {"set": names[s], "index": i, "input": short(io_sets[s][i])}
 
+    frames = _FrameReader(r)
     while True:
-        head = _read_exact(r, 5, deadline)
-        if head is None:
+        frame = frames.next(deadline)
+        if frame is None:
             if _perf() >= deadline:
                 s, i = flat[done] if done < len(flat) else flat[-1]
                 stop("timeout", **where(s, i), limit_s=limits[s][i])
@@ -565,10 +590,7 @@ def mode_io(spec: dict[str, object]) -> None:
                 msg = f"the program ended its process ({ended}) while running this input"
                 report("failed", **where(s, i), error={"type": "ProcessExit", "message": msg})
             report("candidate_error", error={"type": "ProcessExit", "message": ended})
-        kind, size = head[:1], int.from_bytes(head[1:], "little")
-        payload = _read_exact(r, size, deadline + 5.0)
-        if payload is None:
-            stop("harness_error", error={"type": "BrokenPipe", "message": "a frame was cut"})
+        kind, payload = frame
         if kind == _LOADED:
             deadline = _perf() + budget
         elif kind == _OUTPUT:

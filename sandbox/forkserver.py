@@ -48,10 +48,13 @@ SERVER_SOURCE = (Path(__file__).with_name("_forkserver.py")).read_text(encoding=
 FORK_SERVER_MODES = ("auto", "on", "off")
 DEFAULT_PRELOAD: tuple[str, ...] = (
     # What the code harness imports, so a job finds them loaded ...
+    "array",
     "base64",
     "builtins",
     "contextlib",
     "copy",
+    "ctypes",  # the HumanEval+ judge's prctl/capset calls (~1.4 ms to import)
+    "io",
     "hashlib",
     "json",
     "math",
