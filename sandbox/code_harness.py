@@ -383,10 +383,6 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not a built-in value")
 
 
-def _plain_loads(blob: bytes) -> object:
-    return _PlainUnpickler(io.BytesIO(blob)).load()
-
-
 # Frames from the candidate's process to the judge: kind (1 byte), length (4 bytes), payload.
 _LOADED, _OUTPUT, _END, _STOP = b"L", b"O", b"E", b"R"
 _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 4, 38
@@ -423,18 +419,52 @@ def _drop_privileges() -> None:
 
 
 class _Frames:
-    """The candidate side of the pipe: output frames are batched (one write per ~64 KB)."""
+    """The candidate side of the pipe. Outputs are pickled one by one as they are returned (a
+    snapshot: the program may change a returned list later) into one stream, and sent as one
+    frame per ~64 KB or 512 outputs: the count, then the pickles back to back."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.buf = bytearray()
+        self.outputs = io.BytesIO()
+        self.pickler = pickle.Pickler(self.outputs, protocol=4)
+        self.count = 0
 
-    def add(self, kind: bytes, payload: bytes = b"") -> None:
+    def output(self, value: object) -> bool:
+        """Queue ``value``; False (nothing queued) if it is not a built-in value."""
+        mark = self.outputs.tell()
+        try:
+            if not is_plain(value):
+                return False
+            self.pickler.clear_memo()  # each pickle stands alone: its bytes are pickle.dumps's
+            self.pickler.dump(value)
+        except BaseException:
+            self.outputs.seek(mark)
+            self.outputs.truncate()
+            return False
+        self.count += 1
+        if self.count >= 512 or self.outputs.tell() >= 1 << 16:
+            self._pack()
+            self.flush()
+        return True
+
+    def _pack(self) -> None:
+        if self.count:
+            self._frame(_OUTPUT, self.count.to_bytes(4, "little") + self.outputs.getvalue())
+            self.outputs.seek(0)
+            self.outputs.truncate()
+            self.count = 0
+
+    def _frame(self, kind: bytes, payload: bytes) -> None:
         self.buf += kind
         self.buf += len(payload).to_bytes(4, "little")
         self.buf += payload
-        if len(self.buf) >= 1 << 16 or kind != _OUTPUT:
-            self.flush()
+
+    def add(self, kind: bytes, payload: bytes = b"") -> None:
+        """Send a control frame now, after the outputs queued before it."""
+        self._pack()
+        self._frame(kind, payload)
+        self.flush()
 
     def flush(self) -> None:
         view = memoryview(bytes(self.buf))
@@ -468,13 +498,8 @@ def _run_candidate(spec: dict[str, object], io_sets: list[list[object]], out: _F
                 out.stop("timeout", set=s, index=i, limit_s=limits[s][i])
             except BaseException as exc:
                 out.stop("failed", set=s, index=i, error=error_info(exc))
-            try:
-                blob = _pickle(result, protocol=4) if is_plain(result) else None
-            except BaseException:
-                blob = None
-            if blob is None:
+            if not out.output(result):
                 out.stop("not_plain", set=s, index=i, type=type(result).__name__)
-            out.add(_OUTPUT, blob)
     out.add(_END)
     _exit(0)
 
@@ -594,29 +619,35 @@ def mode_io(spec: dict[str, object]) -> None:
         if kind == _LOADED:
             deadline = _perf() + budget
         elif kind == _OUTPUT:
-            if done >= len(flat):
+            count = int.from_bytes(payload[:4], "little")
+            if done + count > len(flat):
                 stop("harness_error", error={"type": "Protocol", "message": "extra output"})
-            s, i = flat[done]
-            exp = expected[s][i]
-            same = False
-            if isinstance(exp, dict) and "__brite_pickle__" in exp:
-                same = _sha256(payload).hexdigest() == exp["__brite_pickle__"]
-            if not same:
-                try:
-                    got = _plain_loads(payload)
+            stream = io.BytesIO(payload)
+            stream.seek(4)
+            for _ in range(count):
+                s, i = flat[done]
+                exp = expected[s][i]
+                mark = stream.tell()
+                try:  # one unpickler per pickle: each was written with a fresh memo
+                    got = _PlainUnpickler(stream).load()
                 except Exception as exc:  # not a built-in value (or not a pickle at all)
                     stop("failed", **where(s, i), got=f"<{type(exc).__name__}: {exc}>")
-                try:
-                    same = matches(entry_point, io_sets[s][i], got, exp, atol)  # type: ignore[arg-type]
-                except (RecursionError, MemoryError, TypeError, ValueError):
-                    same = False
+                same = False
+                if isinstance(exp, dict) and "__brite_pickle__" in exp:
+                    blob = payload[mark : stream.tell()]
+                    same = _sha256(blob).hexdigest() == exp["__brite_pickle__"]
+                if not same:
+                    try:
+                        same = matches(entry_point, io_sets[s][i], got, exp, atol)  # type: ignore[arg-type]
+                    except (RecursionError, MemoryError, TypeError, ValueError):
+                        same = False
                 if not same:
                     large = isinstance(exp, dict) and (
                         "__brite_digest__" in exp or "__brite_pickle__" in exp
                     )
                     shown = "<large output>" if large else short(exp)
                     stop("failed", **where(s, i), got=short(got), expected=shown)
-            done += 1
+                done += 1
         elif kind == _END:
             if done != len(flat):
                 stop("harness_error", error={"type": "Protocol", "message": "ended early"})

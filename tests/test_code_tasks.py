@@ -646,3 +646,43 @@ def test_humanevalplus_candidate_cannot_reach_the_expected_outputs(
     # It looked, and the judge's memory and descriptors were closed to it.
     assert "found nothing; mem: PermissionError" in hidden.reason, hidden.reason
     assert "fd: PermissionError" in hidden.reason, hidden.reason
+
+
+def test_humanevalplus_outputs_are_judged_in_order_across_batches(tmp_path: Path) -> None:
+    """The candidate's outputs travel to the judge in batches of pickles: each is a snapshot
+    taken when it was returned, each stands alone (a repeated string inside one output is a
+    back-reference into that output's own pickle), and the first wrong one is reported
+    wherever it falls."""
+    ref = json.dumps(
+        {
+            "kind": "humanevalplus",
+            "prompt": "def f(x):\n",
+            "entry_point": "f",
+            "canonical": "def f(x):\n    return [x, x * 2, str(x), str(x)]\n",
+            "base_input": [[i] for i in range(1200)],
+            "plus_input": [],
+            "atol": 0,
+        }
+    )
+    bodies = {
+        # One list object, returned and then overwritten by the next call: right at return time.
+        "reused": "_out = [0, 0, 0, 0]\ndef f(x):\n"
+        "    _out[:] = [x, x * 2, str(x), str(x)]\n    return _out",
+        "late": "def f(x):\n    return [x, x * 2 if x != 1100 else -1, str(x), str(x)]",
+        "object": "class C:\n    pass\ndef f(x):\n"
+        "    return C() if x == 700 else [x, x * 2, str(x), str(x)]",
+        # The same string object twice: its pickle refers back to it (the memo).
+        "right": "def f(x):\n    s = str(x)\n    return [x, 2 * x, s, s]",
+    }
+    v = CodeVerifier(cache_dir=str(tmp_path))
+    graded = v.verify_many([f"```python\n{b}\n```" for b in bodies.values()], [ref] * 4)
+    verdicts = dict(zip(bodies, graded, strict=True))
+    assert verdicts["reused"].status is Status.CORRECT, verdicts["reused"]
+    assert verdicts["right"].status is Status.CORRECT, verdicts["right"]
+    late = verdicts["late"]
+    assert late.status is Status.INCORRECT and "#1100" in late.reason, late
+    assert "[1100, -1, '1100', '1100']" in late.reason, late
+    assert "[1100, 2200, '1100', '1100']" in late.reason, late
+    obj = verdicts["object"]
+    assert obj.status is Status.INCORRECT and "#700" in obj.reason, obj
+    assert "not a built-in value" in obj.reason, obj
