@@ -244,6 +244,7 @@ class RayVerifier(Verifier):
         self._ray = _import_ray()
         self._lock = threading.Lock()
         self._actors: list[Any] = []
+        self._starting: list[Any] = []  # ping refs of replacement actors still starting
         self._turn = 0
         self.replaced = 0  # actors replaced after dying or hanging, for monitoring
         self.inner_name = config.verifier
@@ -321,10 +322,24 @@ class RayVerifier(Verifier):
                 self._ray.kill(dead, no_restart=True)
             try:
                 self._ensure_ray()
-                self._actors[slot] = self._spawn()
+                actor = self._spawn()
+                self._actors[slot] = actor
+                self._starting.append(actor.ping.remote())
             except Exception:
                 return
             self.replaced += 1
+
+    def _await_started(self) -> None:
+        """Wait (up to ``start_timeout_s``) for replacement actors to finish starting, so a
+        new actor's start-up (importing its verifier) is never charged to a call's timeout.
+        One that does not start in time is left to fail the call and be replaced again."""
+        with self._lock:
+            pending, self._starting = self._starting, []
+        if pending:
+            with contextlib.suppress(Exception):
+                self._ray.wait(
+                    pending, num_returns=len(pending), timeout=self.config.start_timeout_s
+                )
 
     def _ordered_actors(self) -> list[tuple[int, Any]]:
         """The actors starting at a rotating slot, so small batches spread across them."""
@@ -371,6 +386,7 @@ class RayVerifier(Verifier):
         n = len(completions)
         if n == 0:
             return []
+        self._await_started()
         t0 = time.perf_counter()
         actors = self._ordered_actors()
         calls: list[tuple[int, Any, int, int, Any]] = []
