@@ -47,7 +47,7 @@ from agents.distill import (
 from agents.errors import ConfigError
 from agents.evaluate import EvalConfig, EvalSummary, evaluate, plain_settings
 from agents.generate import Generation, generate
-from agents.models import ModelSpec, check_model_source, load_model
+from agents.models import ModelSpec, load_model, model_spec
 from agents.runs import Budget, Counts, RunDir
 from brite_envs.task import Task
 from brite_envs.types import Problem
@@ -351,23 +351,6 @@ def eval_problems(cfg: Any) -> ProblemSet:
     task = _make_task(env.name, split, env.get("task_kwargs") or {}, f"env.eval_split={split!r}")
     size = _size(env.get("eval_size"), "env.eval_size")
     return ProblemSet(task, split, select_indices(range(len(task)), size, seed=0, shuffle=False))
-
-
-def model_spec(cfg: Any) -> ModelSpec:
-    """The starting policy's :class:`ModelSpec` from ``cfg.model``."""
-    m = cfg.model
-    try:
-        spec = ModelSpec(
-            name=str(m.name),
-            source=m.source,
-            name_or_path=str(m.get("name_or_path") or ""),
-            gguf_file=m.get("gguf_file"),
-            dtype=str(m.get("dtype", "float32")),
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    check_model_source(spec)  # a missing folder or package fails before a run dir exists
-    return spec
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -49,7 +49,10 @@ from agents.errors import ConfigError, EvalDataError
 from agents.metrics import EnvMetrics, SampleRecord, Timing, compute_metrics
 from agents.models import ModelSpec
 from brite_envs.task import Task
-from brite_envs.types import ChatMessage, Problem
+from brite_envs.types import Problem
+
+if TYPE_CHECKING:  # agents.policy imports torch; the CLI imports this module
+    from agents.policy import Policy
 
 BACKENDS = ("hf", "vllm")
 RUN_JSON = "run.json"
@@ -155,27 +158,7 @@ def sample_seed(seed: int, env: str, problem_id: str, sample_index: int) -> int:
 
 
 # -- samplers -------------------------------------------------------------------------------------
-class Sampler(Protocol):
-    """What the harness samples with: :class:`agents.policy.Policy` with one seed per row
-    (``seeds=``), exact ids back, and the tokenizer that shows the prompt text."""
-
-    tokenizer: Any
-
-    def encode(self, messages: Sequence[ChatMessage]) -> list[int]: ...
-
-    def sample(
-        self,
-        prompt_ids_batch: Sequence[Sequence[int]],
-        *,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        seeds: Sequence[int] | None = None,
-    ) -> list[Any]: ...
-
-
-def decode_prompt(sampler: Sampler, prompt_ids: Sequence[int]) -> str:
+def decode_prompt(sampler: Policy, prompt_ids: Sequence[int]) -> str:
     """The prompt text as the policy saw it, special tokens included."""
     return str(sampler.tokenizer.decode(list(prompt_ids), skip_special_tokens=False))
 
@@ -200,7 +183,7 @@ def vllm_problem(spec: ModelSpec) -> str | None:
     return None
 
 
-def load_sampler(spec: ModelSpec, backend: str, *, seed: int) -> Sampler:
+def load_sampler(spec: ModelSpec, backend: str, *, seed: int) -> Policy:
     """Load the model of ``spec`` behind the ``backend`` ('hf' or 'vllm')."""
     if backend == "vllm":
         problem = vllm_problem(spec)
@@ -536,7 +519,7 @@ class EvalPlan:
         """The plan from one composed Hydra config per env (``agent=eval``; the model, agent
         and seed are those of the first). ``out`` defaults to ``runs/eval-<model>-<envs>``,
         ``label`` to the name of ``out``. Raises ConfigError naming the bad key."""
-        from agents.models import check_model_source
+        from agents.models import model_spec
 
         if not cfgs:
             raise ConfigError("eval needs at least one env")
@@ -582,22 +565,11 @@ class EvalPlan:
             path = Path(completions).expanduser()
             default_out = f"runs/eval-{path.stem}-{names}"
         else:
-            m = first.model
-            try:
-                model = ModelSpec(
-                    name=str(m.name),
-                    source=m.source,
-                    name_or_path=str(m.get("name_or_path") or ""),
-                    gguf_file=m.get("gguf_file"),
-                    dtype=str(m.get("dtype", "float32")),
-                )
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+            model = model_spec(first)
             if backend == "vllm":
                 problem = vllm_problem(model)
                 if problem is not None:
                     raise ConfigError(problem)
-            check_model_source(model)
             default_out = f"runs/eval-{model.name}-{names}"
         out_dir = Path(out if out else default_out).expanduser()
         try:
@@ -818,7 +790,7 @@ def generate_and_grade(
     env: str,
     task: Task,
     problems: Sequence[Problem],
-    sampler: Callable[[], Sampler],
+    sampler: Callable[[], Policy],
     config: EvalConfig,
     folder: Path | None,
     *,
@@ -847,7 +819,7 @@ def generate_and_grade(
         jobs = [(p, i) for p in problems for i in range(config.n)]
         made: dict[tuple[str, int], SampleRecord] = dict(done)
         prompts: dict[str, tuple[list[int], str]] = {}
-        policy: Sampler | None = None
+        policy: Policy | None = None
         with _bar(len(jobs), resumed, f"eval {env}", progress) as bar:
             # Fixed batches of the full job list: a resumed run batches what is left of each
             # exactly as the uninterrupted run did.
@@ -1058,9 +1030,9 @@ def _run_envs(
 ) -> EvalResult:
     from agents.report import write_report
 
-    loaded: list[Sampler] = []
+    loaded: list[Policy] = []
 
-    def sampler() -> Sampler:
+    def sampler() -> Policy:
         if not loaded:
             assert plan.model is not None
             if plan.progress:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from agents.errors import ModelLoadError
+from agents.errors import ConfigError, ModelLoadError
 
 Source = Literal["hub", "path", "gguf_package", "tiny"]
 SOURCES = ("hub", "path", "gguf_package", "tiny")
@@ -117,3 +117,20 @@ def _forget_gguf_quantizer(model: Any) -> None:
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "quantization_config"):
         del config.quantization_config
+
+
+def model_spec(cfg: Any) -> ModelSpec:
+    """The starting policy's :class:`ModelSpec` from ``cfg.model``."""
+    m = cfg.model
+    try:
+        spec = ModelSpec(
+            name=str(m.name),
+            source=m.source,
+            name_or_path=str(m.get("name_or_path") or ""),
+            gguf_file=m.get("gguf_file"),
+            dtype=str(m.get("dtype", "float32")),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    check_model_source(spec)  # a missing folder or package fails before a run dir exists
+    return spec

@@ -92,6 +92,9 @@ class Sample:
 class Policy(Protocol):
     """What a rollout backend does: encode chat prompts, sample, and follow weight updates."""
 
+    tokenizer: Any
+    """The tokenizer behind ``encode``: what turns ids back into text."""
+
     def encode(self, messages: Sequence[ChatMessage]) -> list[int]: ...
 
     def sample(
