@@ -623,6 +623,20 @@ def _exec_result(
     )
 
 
+def _host_failure(exc: Exception, start: float) -> ExecResult:
+    """The result of a job the sandbox itself failed to run (logged with its traceback)."""
+    logger.exception("sandbox: job failed on the host side")
+    return ExecResult(
+        ExecStatus.ERROR,
+        None,
+        "",
+        "",
+        time.perf_counter() - start,
+        detail="the sandbox failed on the host",
+        sandbox_error=f"{type(exc).__name__}: {exc}",
+    )
+
+
 class ProcessBackend(Backend):
     """Runs each job as a local process tree under the isolation :func:`plan_for` picks,
     through a fork server where that gives the same isolation (see :mod:`sandbox.forkserver`).
@@ -836,32 +850,14 @@ class ProcessBackend(Backend):
             try:
                 result = self._run_forked(server, job, plan, start)
             except Exception as exc:  # a host-side failure, never the program's
-                logger.exception("sandbox: job failed on the host side")
-                return ExecResult(
-                    ExecStatus.ERROR,
-                    None,
-                    "",
-                    "",
-                    time.perf_counter() - start,
-                    detail="the sandbox failed on the host",
-                    sandbox_error=f"{type(exc).__name__}: {exc}",
-                )
+                return _host_failure(exc, start)
             if result is not None:
                 return result
         root = tempfile.mkdtemp(prefix="brite-sbx-", dir=self.config.workdir_base)
         try:
             return self._run_in(job, plan, root, start)
         except Exception as exc:  # a host-side failure, never the program's
-            logger.exception("sandbox: job failed on the host side")
-            return ExecResult(
-                ExecStatus.ERROR,
-                None,
-                "",
-                "",
-                time.perf_counter() - start,
-                detail="the sandbox failed on the host",
-                sandbox_error=f"{type(exc).__name__}: {exc}",
-            )
+            return _host_failure(exc, start)
         finally:
             _rmtree(root)
 
