@@ -140,6 +140,7 @@ def star_round(
     budget: Budget,
     stage: str,
     progress: bool = True,
+    finished_only: bool = True,
 ) -> STaRRound:
     """Sample ``k`` per problem un-hinted; for the problems none of whose samples was accepted,
     sample ``hint_k`` from the hinted prompt; keep what the verifier accepts. Both rounds count
@@ -166,7 +167,11 @@ def star_round(
     direct = sample(problems, k, False)
     failed = unsolved(direct) if rationalize else []
     rationalized = sample(failed, hint_k, True) if failed else []
-    return STaRRound(direct, rationalized, accepted_examples(direct + rationalized))
+    return STaRRound(
+        direct,
+        rationalized,
+        accepted_examples(direct + rationalized, finished_only=finished_only),
+    )
 
 
 def rationale_examples(tokenizer: Any, task: Task, problems: Sequence[Problem]) -> list[SFTExample]:
@@ -210,6 +215,7 @@ def _rejection_iteration(
         budget=ctx.budget,
         stage=ctx.name,
         progress=s.progress,
+        finished_only=s.finished_only,
     )
     direct = SampleStats.of(data.direct)
     ctx.log("sample", 0, direct.metrics())
@@ -253,7 +259,7 @@ def _dpo_iteration(ctx: StageContext, policy: Any, *, options: DPOOptions) -> St
     )
     stats = SampleStats.of(samples)
     pairs = make_pairs(
-        samples_by_prompt(samples),
+        samples_by_prompt(samples, finished_only=s.finished_only),
         pairs_per_prompt=options.pairs_per_prompt,
         seed=derive_seed(ctx.seed, "pairs"),
     )

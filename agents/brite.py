@@ -31,6 +31,7 @@ import torch
 
 from agents.common import (
     SampleStats,
+    accepted_examples,
     Stage,
     StageContext,
     StageOutput,
@@ -44,7 +45,7 @@ from agents.common import (
     train_info,
     train_sft,
 )
-from agents.distill import SFTExample, make_pairs
+from agents.distill import make_pairs
 from agents.errors import ConfigError
 from agents.policy import (
     AdapterDisabledReference,
@@ -391,17 +392,15 @@ def theta_stage(
     ctx.log("sample", 0, stats.metrics())
     info: dict[str, Any] = {f"sample_{k}": v for k, v in stats.metrics().items()}
     if theta.method == "sft":
-        kept = [g for g in samples if theta.keep == "all" or g.correct]
-        examples = [
-            SFTExample(g.train_prompt_ids, g.generation.completion_ids)
-            for g in kept
-            if g.generation.completion_ids
-        ]
+        examples = accepted_examples(
+            samples, finished_only=s.finished_only, keep_all=theta.keep == "all"
+        )
+        info["sft_examples"] = len(examples)
         trained = train_sft(ctx, policy, examples)
         info.update(train_info("sft", trained.metrics))
     else:
         pairs = make_pairs(
-            samples_by_prompt(samples),
+            samples_by_prompt(samples, finished_only=s.finished_only),
             pairs_per_prompt=theta.pairs_per_prompt,
             seed=derive_seed(ctx.seed, "pairs"),
         )

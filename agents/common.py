@@ -142,6 +142,7 @@ _SHARED_KEYS = (
     "temperature",
     "top_p",
     "max_new_tokens",
+    "finished_only",
     "batch_size",
     "progress",
     "eval",
@@ -169,6 +170,10 @@ class TrainingSettings:
     top_p: float = 1.0
     max_new_tokens: int = 128
     """Longest sampled rationale, in tokens."""
+    finished_only: bool = True
+    """Train only on samples that ended with the stop token. A sample cut at ``max_new_tokens``
+    carries no stop id: SFT on it teaches the model never to stop (and a correct verdict on a
+    truncated text is often a lucky last number). In DPO, a cut sample may still be rejected."""
     batch_size: int = 16
     """Sequences per generation call while sampling."""
     progress: bool = True
@@ -183,6 +188,7 @@ class TrainingSettings:
         _int(self.max_new_tokens, "agent.max_new_tokens", 1)
         _int(self.batch_size, "agent.batch_size", 1)
         _bool(self.progress, "agent.progress")
+        _bool(self.finished_only, "agent.finished_only")
         temperature = _float(self.temperature, "agent.temperature")
         if temperature < 0:
             raise ValueError(f"agent.temperature must be >= 0, got {temperature}")
@@ -223,6 +229,7 @@ class TrainingSettings:
                 temperature=values.get("temperature", defaults.temperature),
                 top_p=values.get("top_p", defaults.top_p),
                 max_new_tokens=values.get("max_new_tokens", defaults.max_new_tokens),
+                finished_only=values.get("finished_only", defaults.finished_only),
                 batch_size=values.get("batch_size", defaults.batch_size),
                 progress=values.get("progress", defaults.progress),
                 eval=EvalSettings(**eval_values),
@@ -487,14 +494,19 @@ def _bar(total: int, desc: str, enabled: bool) -> Iterator[Any]:
         bar.close()
 
 
-def accepted_examples(samples: Sequence[GradedGeneration]) -> list[SFTExample]:
+def accepted_examples(
+    samples: Sequence[GradedGeneration], *, finished_only: bool = True, keep_all: bool = False
+) -> list[SFTExample]:
     """SFT examples from the samples the verifier accepted (status CORRECT; wrong, unparsable,
-    timed-out and errored ones are dropped), on the un-hinted prompt ids and the exact sampled
-    completion ids."""
+    timed-out and errored ones are dropped; every sample with ``keep_all``), on the un-hinted
+    prompt ids and the exact sampled completion ids. ``finished_only`` also drops samples cut at
+    the token cap, which would teach the model not to stop."""
     return [
         SFTExample(s.train_prompt_ids, s.generation.completion_ids)
         for s in samples
-        if s.correct and s.generation.completion_ids
+        if (keep_all or s.correct)
+        and s.generation.completion_ids
+        and (s.generation.finished or not finished_only)
     ]
 
 
@@ -509,13 +521,19 @@ def unsolved(samples: Sequence[GradedGeneration]) -> list[Problem]:
     return [p for pid, p in seen.items() if pid not in solved]
 
 
-def samples_by_prompt(samples: Sequence[GradedGeneration]) -> dict[str, list[GradedSample]]:
+def samples_by_prompt(
+    samples: Sequence[GradedGeneration], *, finished_only: bool = True
+) -> dict[str, list[GradedSample]]:
     """Samples grouped by problem id as :class:`GradedSample` on the un-hinted prompt ids, the
     input of :func:`agents.distill.make_pairs`. Timeouts and grading errors are left out: they
-    are not wrong answers, so they must not become rejected responses."""
+    are not wrong answers, so they must not become rejected responses. With ``finished_only`` a
+    correct sample cut at the token cap is left out too (it must not be a chosen response); a
+    cut wrong one stays a rejected one."""
     grouped: dict[str, list[GradedSample]] = {}
     for s in samples:
         if s.verdict.failed_to_grade or not s.generation.completion_ids:
+            continue
+        if finished_only and s.correct and not s.generation.finished:
             continue
         grouped.setdefault(s.problem.id, []).append(
             GradedSample(s.train_prompt_ids, s.generation.completion_ids, s.correct)

@@ -23,6 +23,13 @@ sampled-token budget is capped at ``budget_samples * max_new_tokens`` for each; 
 actually sampled (from each run's ``summary.json``) are reported beside it. SFT on human
 rationales samples nothing; it trains ``iterations`` passes over the same problems.
 
+Format warm-up (``warmup_size`` > 0, the CPU preset): every method of a seed starts from the
+same model, a brief SFT on the human rationales of ``warmup_size`` *other* training problems
+(drawn with seed + 1000). The paper starts from instruct models that already answer in the
+task's format; a 135M model does not, and without the warm-up nearly every sample is cut at the
+token cap, so "correct" means a lucky last number. "base" is then that warm-up model, evaluated
+per seed, and every method's budget is its own (the warm-up is shared and not counted).
+
 The results document keeps everything outside its generated block (the hand-written reading)
 when it is rendered again.
 """
@@ -60,7 +67,7 @@ METHODS = ("base", "sft", "rs", "star", "dpo", "brite-t1", "brite-t2", "brite-dp
 REFERENCES = ("base", "sft", "rs", "star", "dpo", "brite-t1")
 """Methods every other method is compared with (paired differences)."""
 DESCRIPTIONS = {
-    "base": "the starting model, no training",
+    "base": "the starting model, no training (with a warm-up: the warm-up model)",
     "sft": "SFT on the dataset's human rationales (no sampling)",
     "rs": "rejection sampling / ReST-EM: k samples from θ, keep the correct ones, SFT",
     "star": "STaR: RS plus rationalization (hinted resampling of unsolved problems)",
@@ -151,6 +158,8 @@ class Plan:
     max_new_tokens: int = 64
     """Cap on every sampled completion (training samples and PPO rollouts)."""
     temperature: float = 0.7
+    finished_only: bool = True
+    """Train only on samples that ended with the stop token (``agent.finished_only``)."""
     batch_size: int = 32
     psi_updates: int = 8
     """PPO updates of the ψ-update per training run (split evenly over BRiTE's T iterations)."""
@@ -176,6 +185,12 @@ class Plan:
     only ``final/`` is kept once a run is complete, so 3 seeds x 7 methods fit on one disk."""
     extra: tuple[str, ...] = ()
     """Hydra overrides added to every training run (keys every agent config has)."""
+    warmup_size: int = 0
+    """Human-rationale problems of the shared format warm-up every method starts from (drawn
+    with seed + WARMUP_SEED_OFFSET, so other problems than the training ones); 0: none, every
+    method starts from ``model`` itself."""
+    warmup_iterations: int = 2
+    """SFT passes of the warm-up."""
 
     def __post_init__(self) -> None:
         if not self.tracks:
@@ -206,10 +221,14 @@ class Plan:
             "sft_epochs",
             "eval_max_new_tokens",
             "eval_batch_size",
+            "warmup_iterations",
         ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Plan.{key} must be an int >= 1, got {value!r}")
+        w = self.warmup_size
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise ValueError(f"Plan.warmup_size must be an int >= 0 (0: no warm-up), got {w!r}")
         if self.eval_size is not None and (
             isinstance(self.eval_size, bool) or not isinstance(self.eval_size, int)
         ):
@@ -223,6 +242,12 @@ class Plan:
         if self.psi_reward not in ("verifier", "answer_logprob", "both"):
             raise ValueError(
                 f"Plan.psi_reward must be verifier, answer_logprob or both, got {self.psi_reward!r}"
+            )
+        if self.warmup_size and "base" not in self.methods:
+            raise ValueError(
+                "Plan.warmup_size > 0 needs the 'base' method: it trains and evaluates the "
+                "warm-up model every other method starts from; add base to --methods or set "
+                "warmup_size=0"
             )
         if self.backend not in ("hf", "vllm"):
             raise ValueError(f"Plan.backend must be hf or vllm, got {self.backend!r}")
@@ -253,6 +278,12 @@ class Plan:
     def token_cap(self) -> int:
         """The sampled-token budget every sampling method is capped at."""
         return self.budget_samples * self.max_new_tokens
+
+    @property
+    def base_seeds(self) -> tuple[int | None, ...]:
+        """Seeds the base model is evaluated for: one seed-independent eval, or one per seed
+        when each seed has its own warm-up model."""
+        return self.seeds if self.warmup_size else (None,)
 
     @property
     def eval_envs(self) -> tuple[str, ...]:
@@ -323,6 +354,10 @@ def _brite_k(plan: Plan, iterations: int, method: str) -> tuple[int, int]:
     return updates, k
 
 
+WARMUP_SEED_OFFSET = 1000
+"""The warm-up of seed s draws its problems with seed s + this (other problems than s's)."""
+
+
 def method_spec(plan: Plan, method: str) -> MethodSpec:
     """The agent, overrides and nominal sample budget of ``method`` under ``plan``. Raises
     ValueError naming the plan field to change when the budget cannot be matched exactly."""
@@ -331,10 +366,20 @@ def method_spec(plan: Plan, method: str) -> MethodSpec:
     sampling = (
         f"agent.temperature={plan.temperature}",
         f"agent.max_new_tokens={plan.max_new_tokens}",
+        f"agent.finished_only={str(plan.finished_only).lower()}",
         f"agent.batch_size={plan.batch_size}",
     )
     sft = (f"agent.sft.learning_rate={plan.sft_lr}", f"agent.sft.epochs={plan.sft_epochs}")
     dpo = (f"agent.dpo.learning_rate={plan.dpo_lr}", f"agent.dpo.beta={plan.dpo_beta}")
+    if method == "base" and plan.warmup_size:
+        return MethodSpec(
+            method,
+            "sft",
+            (f"agent.iterations={plan.warmup_iterations}", *sft),
+            0,
+            f"format warm-up: {plan.warmup_iterations} passes over {plan.warmup_size} other "
+            "problems' human rationales, shared by every method",
+        )
     if method == "base":
         return MethodSpec(method, None, (), 0, "no training")
     if method == "sft":
@@ -424,9 +469,10 @@ def method_spec(plan: Plan, method: str) -> MethodSpec:
 ARITH = Track("arith", "arith", ("arith",), ("env.task_kwargs.levels=[1]",))
 
 PRESETS: dict[str, Plan] = {
-    # SmolLM2-135M on Arith level 1: greedy base accuracy ~6% (48 problems), hinted sampling at
-    # T=0.7 reaches the reference 2.5x as often as un-hinted sampling (pilot in docs/RESULTS.md).
-    "cpu": Plan(name="cpu", model="smollm2-135m", tracks=(ARITH,)),
+    # SmolLM2-135M on Arith level 1, every method from a shared format warm-up (SFT on 16 other
+    # problems' rationales): without it nearly every sample is cut at the cap (pilot in
+    # docs/RESULTS.md).
+    "cpu": Plan(name="cpu", model="smollm2-135m", tracks=(ARITH,), warmup_size=16),
     "gpu": Plan(
         name="gpu",
         model="qwen2.5-0.5b-instruct",
@@ -468,6 +514,10 @@ PRESETS: dict[str, Plan] = {
         eval_max_new_tokens=8,
         eval_batch_size=16,
         progress=False,
+        warmup_size=2,
+        warmup_iterations=1,
+        # A random tiny model never reaches the stop id in 8 tokens: train on cut samples too.
+        finished_only=False,
     ),
 }
 
@@ -548,14 +598,19 @@ def train_command(
     """``brite-agent run`` arguments of one training run (held-out eval is left to eval)."""
     if spec.agent is None:
         raise ValueError(f"method {spec.method!r} has nothing to train")
+    warmup = spec.method == "base"  # base has an agent only when it is the warm-up
+    model = [f"model={plan.model}"]
+    if plan.warmup_size and not warmup:
+        start = run_dir.parent / f"base-s{seed}" / "final"
+        model += _model_path(plan, start, "warmup")
     return [
         "run",
         f"agent={spec.agent}",
         f"env={track.train_env}",
-        f"model={plan.model}",
-        f"seed={seed}",
+        *model,
+        f"seed={seed + WARMUP_SEED_OFFSET if warmup else seed}",
         f"out={run_dir}",
-        f"env.train_size={plan.train_size}",
+        f"env.train_size={plan.warmup_size if warmup else plan.train_size}",
         "agent.eval.before=false",
         "agent.eval.after=false",
         f"agent.progress={str(plan.progress).lower()}",
@@ -572,12 +627,7 @@ def eval_command(
     every eval env of ``track``; ``model_dir`` is a trained run's ``final/`` (None: base)."""
     model = [f"model={plan.model}"]
     if model_dir is not None:
-        model += [
-            "model.source=path",
-            f"model.name_or_path={model_dir}",
-            "model.gguf_file=null",
-            f"model.name={plan.model}-{label}",
-        ]
+        model += _model_path(plan, model_dir, label)
     size = "null" if plan.eval_size is None else str(plan.eval_size)
     return [
         "eval",
@@ -594,6 +644,16 @@ def eval_command(
         f"seed={seed}",
         f"agent.progress={str(plan.progress).lower()}",
         *track.overrides,
+    ]
+
+
+def _model_path(plan: Plan, model_dir: Path, label: str) -> list[str]:
+    """Overrides that load a trained checkpoint directory instead of ``plan.model``'s weights."""
+    return [
+        "model.source=path",
+        f"model.name_or_path={model_dir}",
+        "model.gguf_file=null",
+        f"model.name={plan.model}-{label}",
     ]
 
 
@@ -643,10 +703,12 @@ def plan_jobs(plan: Plan) -> list[Job]:
     """Base evals first, then seed by seed (a killed run has whole seeds done), each method
     in table order."""
     specs = {m: method_spec(plan, m) for m in plan.methods}
-    jobs = [Job(t, specs["base"], None) for t in plan.tracks if "base" in specs]
+    jobs = []
+    if not plan.warmup_size and "base" in specs:
+        jobs = [Job(t, specs["base"], None) for t in plan.tracks]
     for seed in plan.seeds:
         for method in plan.methods:
-            if method != "base":
+            if method != "base" or plan.warmup_size:
                 jobs += [Job(t, specs[method], seed) for t in plan.tracks]
     return jobs
 
@@ -1079,7 +1141,9 @@ def pool_evals(plan: Plan, layout: Layout) -> tuple[list[Path], list[Path]]:
     pooled: list[Path] = []
     per_seed: list[Path] = []
     for method in plan.methods:
-        seeds: list[int | None] = [None] if method == "base" else list(plan.seeds)
+        seeds: list[int | None] = (
+            list(plan.base_seeds) if method == "base" else list(plan.seeds)
+        )
         merged: dict[str, list[Any]] = {}
         for position, seed in enumerate(seeds):
             one: dict[str, list[Any]] = {}
@@ -1097,7 +1161,7 @@ def pool_evals(plan: Plan, layout: Layout) -> tuple[list[Path], list[Path]]:
                 )
         where = _write_eval_dir(layout.pooled_dir(method), method, plan.model, merged)
         pooled.append(where)
-        if method == "base":
+        if method == "base" and not plan.warmup_size:
             per_seed.insert(0, where)
     return pooled, per_seed
 
@@ -1303,7 +1367,11 @@ def summarize(
     results = method_results(scores, plan.methods, plan.eval_envs, n_boot=n_boot)
     pooled, per_seed = pool_evals(plan, layout)
     baseline = "base" if "base" in plan.methods else plan.methods[0]
-    per_seed_base = baseline if baseline == "base" else f"{baseline}-s{plan.seeds[0]}"
+    per_seed_base = (
+        baseline
+        if baseline == "base" and not plan.warmup_size
+        else f"{baseline}-s{plan.seeds[0]}"
+    )
     compare_pooled = run_compare(pooled, layout.out / "compare" / "pooled", baseline)
     compare_per_seed = run_compare(per_seed, layout.out / "compare" / "per-seed", per_seed_base)
     layout.plots.mkdir(parents=True, exist_ok=True)

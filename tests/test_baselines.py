@@ -62,7 +62,8 @@ SMALL = [
     "agent.eval.max_new_tokens=12",
     "agent.progress=false",
 ]
-SAMPLING = ["agent.k=2", "agent.max_new_tokens=12", "agent.batch_size=8"]
+# A random tiny model never reaches the stop id in 12 tokens: train on cut samples too.
+SAMPLING = ["agent.k=2", "agent.max_new_tokens=12", "agent.batch_size=8", "agent.finished_only=false"]
 
 
 def cfg_for(agent: str, out: Path, *extra: str) -> Any:
@@ -175,10 +176,15 @@ def same_weights(a: Any, b: Any) -> bool:
 
 # -- data building --------------------------------------------------------------------------------
 def graded(
-    problem: Problem, completion: tuple[int, ...], status: Status, *, hinted: bool = False
+    problem: Problem,
+    completion: tuple[int, ...],
+    status: Status,
+    *,
+    hinted: bool = False,
+    finished: bool = True,
 ) -> GradedGeneration:
     prompt = (9, 9, 1, 2) if hinted else (1, 2)
-    gen = Generation(prompt_ids=prompt, completion_ids=completion, text="", finished=True)
+    gen = Generation(prompt_ids=prompt, completion_ids=completion, text="", finished=finished)
     return GradedGeneration(problem, gen, verdict(status), train_prompt_ids=(1, 2), hinted=hinted)
 
 
@@ -200,6 +206,29 @@ def test_rs_keeps_only_the_samples_the_verifier_accepted() -> None:
     assert grouped[p1.id] == [GradedSample((1, 2), (15,), False)]
     assert [s.correct for s in grouped[p0.id]] == [True, False, False]
     assert grouped[p2.id] == [GradedSample((1, 2), (16,), True)]
+
+
+def test_samples_cut_at_the_token_cap_are_not_trained_on_unless_asked() -> None:
+    p0, p1 = Arith(split="train", size=2).problems
+    samples = [
+        graded(p0, (10,), Status.CORRECT),
+        graded(p0, (11,), Status.CORRECT, finished=False),  # right answer, but never stopped
+        graded(p0, (12,), Status.INCORRECT, finished=False),
+        graded(p1, (13,), Status.CORRECT, finished=False),
+    ]
+    # A cut sample carries no stop id: SFT on it would teach the model never to stop.
+    assert accepted_examples(samples) == [SFTExample((1, 2), (10,))]
+    assert accepted_examples(samples, finished_only=False) == [
+        SFTExample((1, 2), (10,)),
+        SFTExample((1, 2), (11,)),
+        SFTExample((1, 2), (13,)),
+    ]
+    assert accepted_examples(samples, keep_all=True) == [SFTExample((1, 2), (10,))]
+    grouped = samples_by_prompt(samples)
+    # A cut correct sample is never a chosen response; a cut wrong one is still a rejected one.
+    assert grouped[p0.id] == [GradedSample((1, 2), (10,), True), GradedSample((1, 2), (12,), False)]
+    assert p1.id not in grouped
+    assert len(samples_by_prompt(samples, finished_only=False)[p0.id]) == 3
 
 
 def test_star_rationalizes_unsolved_problems_and_trains_on_the_unhinted_prompt() -> None:
@@ -225,6 +254,7 @@ def test_star_rationalizes_unsolved_problems_and_trains_on_the_unhinted_prompt()
         budget=budget,
         stage="iter1",
         progress=False,
+        finished_only=False,  # 8 tokens of a random model never reach the stop id
     )
     assert len(data.direct) == 6 and not any(s.correct for s in data.direct)
     assert [s.problem.id for s in data.rationalized] == [p.id for p in problems for _ in range(2)]

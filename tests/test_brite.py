@@ -52,6 +52,7 @@ SMALL = [
     "agent.progress=false",
     "agent.k=2",
     "agent.max_new_tokens=12",
+    "agent.finished_only=false",  # a random tiny model never reaches the stop id in 12 tokens
     "agent.batch_size=8",
     "agent.psi.updates=2",
     "agent.psi.episodes=4",
@@ -60,6 +61,8 @@ SMALL = [
 
 def cfg_for(out: Path, *extra: str, agent: str = "brite") -> Any:
     small = [o.replace("agent.psi.", "agent.rl.") if agent == "ppo" else o for o in SMALL]
+    if agent == "ppo":  # plain PPO trains on its rollouts, never SFT on samples
+        small.remove("agent.finished_only=false")
     return compose([f"agent={agent}", f"out={out}", *small, *extra])
 
 

@@ -61,7 +61,10 @@ def test_cpu_preset_gives_every_sampling_method_the_same_nominal_budget() -> Non
     assert _overrides(CPU, "brite-dpo")["agent.theta.method"] == "dpo"
     assert _overrides(CPU, "star")["agent.hint_k"] == "1"
     assert method_spec(CPU, "sft").nominal_samples == 0
-    assert method_spec(CPU, "base").agent is None
+    # base is the shared format warm-up: SFT on rationales, no sampling
+    assert method_spec(CPU, "base").agent == "sft"
+    assert method_spec(CPU, "base").nominal_samples == 0
+    assert method_spec(dataclasses.replace(CPU, warmup_size=0), "base").agent is None
     assert CPU.token_cap == 256 * 64
 
 
@@ -82,9 +85,9 @@ def test_a_budget_that_cannot_be_split_exactly_names_the_fields_to_change() -> N
         dataclasses.replace(CPU, psi_updates=32)
     # k = 1 per iteration leaves DPO no pair to build, and STaR no direct sample
     with pytest.raises(ValueError, match=r"dpo: k=1 < 2 gives no \(correct, incorrect\) pairs"):
-        dataclasses.replace(CPU, methods=("dpo",), budget_samples=64)
+        dataclasses.replace(CPU, methods=("base", "dpo"), budget_samples=64)
     with pytest.raises(ValueError, match=r"star: RS's k=1 leaves no direct sample after hint_k=1"):
-        dataclasses.replace(CPU, methods=("star",), budget_samples=64)
+        dataclasses.replace(CPU, methods=("base", "star"), budget_samples=64)
     with pytest.raises(ValueError, match=r"Plan.methods must be drawn from"):
         dataclasses.replace(CPU, methods=("rs", "grpo"))
     with pytest.raises(ValueError, match=r"Plan.temperature must be a number > 0, got 0"):
@@ -96,7 +99,7 @@ def test_a_budget_that_cannot_be_split_exactly_names_the_fields_to_change() -> N
 def test_a_plan_restricted_to_methods_only_checks_those() -> None:
     # 96 samples over 2 iterations and 32 problems: RS k = 1.5 is impossible, but SFT and the
     # base model sample nothing.
-    plan = dataclasses.replace(CPU, methods=("base", "sft"), budget_samples=96)
+    plan = dataclasses.replace(CPU, methods=("base", "sft"), budget_samples=96, warmup_size=0)
     assert [j.key for j in rt.plan_jobs(plan)][:2] == ["arith/base", "arith/sft-s0"]
 
 
@@ -122,7 +125,9 @@ def test_plan_round_trips_through_json() -> None:
 
 # -- commands -----------------------------------------------------------------------------------
 def test_jobs_and_commands(tmp_path: Path) -> None:
-    plan = dataclasses.replace(CPU, seeds=(0, 5), methods=("base", "rs", "brite-t1"))
+    plan = dataclasses.replace(
+        CPU, seeds=(0, 5), methods=("base", "rs", "brite-t1"), warmup_size=0
+    )
     layout = Layout(tmp_path)
     jobs = rt.plan_jobs(plan)
     assert [j.key for j in jobs] == [
@@ -161,6 +166,34 @@ def test_jobs_and_commands(tmp_path: Path) -> None:
     base_train, base_eval = rt.job_commands(plan, layout, jobs[0])
     assert base_train is None
     assert "model.source=path" not in base_eval and "label=base" in base_eval
+
+
+def test_with_a_warm_up_every_method_of_a_seed_starts_from_that_seeds_warm_up_model(
+    tmp_path: Path,
+) -> None:
+    plan = dataclasses.replace(CPU, seeds=(0, 5), methods=("base", "rs"), warmup_size=16)
+    layout = Layout(tmp_path)
+    jobs = rt.plan_jobs(plan)
+    # base is the warm-up, trained and evaluated per seed, before that seed's methods
+    assert [j.key for j in jobs] == ["arith/base-s0", "arith/rs-s0", "arith/base-s5", "arith/rs-s5"]
+    warm_train, warm_eval = rt.job_commands(plan, layout, jobs[2])
+    assert warm_train is not None
+    for item in ("agent=sft", "model=smollm2-135m", "seed=1005", "env.train_size=16"):
+        assert item in warm_train, item  # other problems than seed 5's training ones
+    assert "model.source=path" not in warm_train
+    warm_final = tmp_path / "runs" / "arith" / "base-s5" / "final"
+    assert f"model.name_or_path={warm_final}" in warm_eval
+    rs_train, _ = rt.job_commands(plan, layout, jobs[3])
+    assert rs_train is not None
+    for item in ("seed=5", "env.train_size=32", "model.source=path"):
+        assert item in rs_train, item
+    assert f"model.name_or_path={warm_final}" in rs_train
+    assert rt.method_spec(plan, "base").nominal_samples == 0
+    assert plan.base_seeds == (0, 5)
+    with pytest.raises(ValueError, match=r"warmup_size > 0 needs the 'base' method"):
+        dataclasses.replace(plan, methods=("rs",))
+    with pytest.raises(ValueError, match=r"Plan.warmup_size must be an int >= 0"):
+        dataclasses.replace(plan, warmup_size=-1)
 
 
 @pytest.mark.parametrize("subprocess", [False, True])
@@ -371,13 +404,14 @@ def test_smoke_run_end_to_end(tmp_path: Path, one_thread: Any) -> None:
     assert rt.main(["--smoke", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     jobs = {(j["method"], j["seed"]): j for j in summary["jobs"]}
-    assert set(jobs) == {("base", None)} | {(m, 0) for m in rt.METHODS if m != "base"}
+    assert set(jobs) == {(m, 0) for m in rt.METHODS}  # base: the seed's warm-up model
     for method in ("rs", "star", "dpo", "brite-t1", "brite-t2", "brite-dpo"):
         job = jobs[(method, 0)]
         # tiny solves nothing, so STaR rationalizes every problem and reaches its bound too
         assert job["samples"] == 24, method
         assert 0 < job["generated_tokens"] <= 24 * 8, method
-    assert jobs[("base", None)]["stated"] == {"arith": 0.0}  # tiny states no right answer
+    assert jobs[("base", 0)]["stated"] == {"arith": 0.0}  # tiny states no right answer
+    assert jobs[("base", 0)]["samples"] == 0 and jobs[("base", 0)]["trained_completion_tokens"] > 0
     assert jobs[("sft", 0)]["samples"] == 0 and jobs[("sft", 0)]["trained_completion_tokens"] > 0
     assert len(jobs[("brite-t1", 0)]["psi_reward"]) == 2
     assert len(jobs[("brite-t2", 0)]["psi_reward"]) == 2  # one update in each of 2 iterations
@@ -402,7 +436,7 @@ def test_smoke_run_end_to_end(tmp_path: Path, one_thread: Any) -> None:
 
     # a resumed run finds everything done and trains nothing again
     finals = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/*/final/config.json")}
-    assert len(finals) == 7
+    assert len(finals) == 8  # the warm-up and the 7 trained methods
     assert rt.main(["--smoke", "--out", str(out), "--resume"]) == 0
     assert {p: p.stat().st_mtime_ns for p in finals} == finals
     resumed = json.loads((out / "summary.json").read_text())
