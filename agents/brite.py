@@ -31,12 +31,12 @@ import torch
 
 from agents.common import (
     SampleStats,
-    accepted_examples,
     Stage,
     StageContext,
     StageOutput,
     TrainingResult,
     TrainingSetup,
+    accepted_examples,
     derive_seed,
     plain_settings,
     sample_graded,

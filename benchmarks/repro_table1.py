@@ -1141,9 +1141,7 @@ def pool_evals(plan: Plan, layout: Layout) -> tuple[list[Path], list[Path]]:
     pooled: list[Path] = []
     per_seed: list[Path] = []
     for method in plan.methods:
-        seeds: list[int | None] = (
-            list(plan.base_seeds) if method == "base" else list(plan.seeds)
-        )
+        seeds: list[int | None] = list(plan.base_seeds) if method == "base" else list(plan.seeds)
         merged: dict[str, list[Any]] = {}
         for position, seed in enumerate(seeds):
             one: dict[str, list[Any]] = {}
@@ -1368,9 +1366,7 @@ def summarize(
     pooled, per_seed = pool_evals(plan, layout)
     baseline = "base" if "base" in plan.methods else plan.methods[0]
     per_seed_base = (
-        baseline
-        if baseline == "base" and not plan.warmup_size
-        else f"{baseline}-s{plan.seeds[0]}"
+        baseline if baseline == "base" and not plan.warmup_size else f"{baseline}-s{plan.seeds[0]}"
     )
     compare_pooled = run_compare(pooled, layout.out / "compare" / "pooled", baseline)
     compare_per_seed = run_compare(per_seed, layout.out / "compare" / "per-seed", per_seed_base)

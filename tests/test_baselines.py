@@ -63,7 +63,12 @@ SMALL = [
     "agent.progress=false",
 ]
 # A random tiny model never reaches the stop id in 12 tokens: train on cut samples too.
-SAMPLING = ["agent.k=2", "agent.max_new_tokens=12", "agent.batch_size=8", "agent.finished_only=false"]
+SAMPLING = [
+    "agent.k=2",
+    "agent.max_new_tokens=12",
+    "agent.batch_size=8",
+    "agent.finished_only=false",
+]
 
 
 def cfg_for(agent: str, out: Path, *extra: str) -> Any:

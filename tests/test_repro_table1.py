@@ -125,9 +125,7 @@ def test_plan_round_trips_through_json() -> None:
 
 # -- commands -----------------------------------------------------------------------------------
 def test_jobs_and_commands(tmp_path: Path) -> None:
-    plan = dataclasses.replace(
-        CPU, seeds=(0, 5), methods=("base", "rs", "brite-t1"), warmup_size=0
-    )
+    plan = dataclasses.replace(CPU, seeds=(0, 5), methods=("base", "rs", "brite-t1"), warmup_size=0)
     layout = Layout(tmp_path)
     jobs = rt.plan_jobs(plan)
     assert [j.key for j in jobs] == [
