@@ -118,6 +118,30 @@ def test_reward_hacks_do_not_pass(verifier: CodeVerifier) -> None:
         assert v.status is Status.INCORRECT, (code, v)
 
 
+def test_humaneval_program_cannot_report_a_pass(verifier: CodeVerifier) -> None:
+    """check() runs in the judge, on a proxy of the program: the program's process can report
+    what it likes, rewrite the tests in its own copy, or read them; none of it passes."""
+    harness = "sys.modules['__main__']"
+    hacks = {
+        "pass from add": f"import sys\ndef add(a, b):\n    {harness}.report('passed')",
+        "pass at import": f"import sys\n{harness}.report('passed')",
+        "harness error": f"import sys\ndef add(a, b):\n    {harness}.report('harness_error')",
+        "own check": "def check(candidate):\n    pass\ndef add(a, b):\n    return 0",
+        "read the tests": "def add(a, b):\n    return open('tests.py').read()",
+    }
+    completions = [f"```python\n{code}\n```" for code in hacks.values()]
+    verdicts = dict(zip(hacks, verifier.verify_many(completions, [REF] * len(hacks)), strict=True))
+    for name, v in verdicts.items():
+        assert v.status is Status.INCORRECT, (name, v)
+    assert "reported 'passed' itself" in verdicts["pass from add"].reason
+    assert "reported 'passed' itself" in verdicts["pass at import"].reason
+    right = verifier.verify("```python\ndef add(a, b):\n    return a + b\n```", REF)
+    assert right.status is Status.CORRECT, right
+    # what the program raised is reported as its own failure
+    raised = verifier.verify("```python\ndef add(a, b):\n    raise KeyError('k')\n```", REF)
+    assert raised.status is Status.INCORRECT and "KeyError" in raised.reason, raised
+
+
 def test_grading_failures_are_errors_not_incorrect(verifier: CodeVerifier) -> None:
     bcb = json.dumps(
         {
@@ -686,3 +710,43 @@ def test_humanevalplus_outputs_are_judged_in_order_across_batches(tmp_path: Path
     obj = verdicts["object"]
     assert obj.status is Status.INCORRECT and "#700" in obj.reason, obj
     assert "not a built-in value" in obj.reason, obj
+
+
+def test_humanevalplus_program_cannot_report_a_pass_or_an_excuse(tmp_path: Path) -> None:
+    """The program's process can write anything to its judge (it runs in the harness's own
+    interpreter): a pass, a harness error, an instant timeout, a network or library excuse, a
+    malformed frame. Only failures are taken from it; a pass comes from the judge alone."""
+    ref = json.dumps(
+        {
+            "kind": "humanevalplus",
+            "prompt": "def f(x):\n",
+            "entry_point": "f",
+            "canonical": "def f(x):\n    return x + 1\n",
+            "base_input": [[1], [2]],
+            "plus_input": [[3]],
+            "atol": 0,
+        }
+    )
+    harness = "sys.modules['__main__']"
+    bodies = {
+        "right": "def f(x):\n    return x + 1",
+        "pass from f": f"import sys\ndef f(x):\n    {harness}.report('passed')",
+        "pass at import": f"import sys\n{harness}.report('passed')\ndef f(x):\n    return x",
+        "harness error": f"import sys\ndef f(x):\n    {harness}.report('harness_error')",
+        "instant timeout": f"import sys\ndef f(x):\n"
+        f"    {harness}.report('timeout', set=0, index=0, limit_s=1.0)",
+        "network excuse": "def f(x):\n    raise OSError('Temporary failure in name resolution')",
+        "missing library": "def f(x):\n    import not_a_module_anywhere",
+        "garbage frame": "import os\ndef f(x):\n    for fd in range(3, 64):\n"
+        "        try:\n            os.write(fd, b'Q\\0\\0\\0\\0')\n"
+        "        except OSError:\n            pass\n    return x + 1",
+    }
+    v = CodeVerifier(cache_dir=str(tmp_path))
+    graded = v.verify_many([f"```python\n{b}\n```" for b in bodies.values()], [ref] * len(bodies))
+    verdicts = dict(zip(bodies, graded, strict=True))
+    assert verdicts.pop("right").status is Status.CORRECT
+    for name, verdict in verdicts.items():
+        assert verdict.status is Status.INCORRECT, (name, verdict)
+    assert "reported 'passed' itself" in verdicts["pass from f"].reason
+    assert "reported 'harness_error' itself" in verdicts["harness error"].reason
+    assert "protocol" in verdicts["garbage frame"].reason

@@ -263,10 +263,44 @@ _oracle_memory: dict[str, dict[str, Any]] = {}
 _oracle_lock = threading.Lock()
 
 
+_io_memory: dict[tuple[str, float, float], tuple[str, str, list[list[float]]]] = {}
+"""Per (oracle key, time-limit factor, minimum limit): what every HumanEval+ job of that
+reference sends (io.json, expected.b64, per-input limits), built once per process."""
+
+
 def clear_oracle_cache() -> None:
     """Forget the expected outputs held in memory (the disk cache is kept)."""
     with _oracle_lock:
         _oracle_memory.clear()
+        _io_memory.clear()
+
+
+def expected_blobs(outputs: Sequence[Sequence[Any]], entry_point: str) -> dict[str, Any]:
+    """The expected outputs as the judge reads them: per set, each output's pickle, and
+    whether a candidate's byte-identical pickle is a pass without a look inside. It is not
+    when the output is a digest of a large one, holds a NaN (equal to nothing under
+    evalplus's ``==``, yet pickled alike), or for ``find_zero`` (judged by the polynomial)."""
+    blobs: list[list[bytes]] = []
+    fast: list[list[bool]] = []
+    for outs in outputs:
+        row_blobs: list[bytes] = []
+        row_fast: list[bool] = []
+        for out in outs:
+            blob = pickle.dumps(out, protocol=4)
+            reduced = isinstance(out, dict) and (
+                "__brite_digest__" in out or "__brite_pickle__" in out
+            )
+            ok = not reduced and entry_point != "find_zero"
+            if ok:
+                try:
+                    ok = bool(pickle.loads(blob) == out)  # fresh objects: False with a NaN
+                except Exception:
+                    ok = False
+            row_blobs.append(blob)
+            row_fast.append(ok)
+        blobs.append(row_blobs)
+        fast.append(row_fast)
+    return {"blobs": blobs, "fast": fast}
 
 
 def _default_cache_dir() -> Path:
@@ -360,10 +394,43 @@ class CodeVerifier(Verifier):
                 )
             config = CodeVerifierConfig(**options)
         self.config = config
+        self._refs: dict[str, dict[str, Any]] = {}
+        self._refs_lock = threading.Lock()
 
     # -- public API ------------------------------------------------------------------------
     def verify(self, completion: str, reference: str, *, question: str | None = None) -> Verdict:
         return self.verify_many([completion], [reference])[0]
+
+    def _parse_reference(self, reference: str) -> dict[str, Any]:
+        """The reference JSON, checked; parsed once per distinct reference (a HumanEval+
+        reference carries every input: ~70 KB of JSON for some problems, graded k times)."""
+        with self._refs_lock:
+            cached = self._refs.get(reference)
+        if cached is not None:
+            return cached
+        ref = json.loads(reference)
+        if not isinstance(ref, dict):
+            raise ValueError("not a JSON object")
+        kind = ref.get("kind")
+        if kind not in KINDS:
+            raise ValueError(f"'kind' must be one of {KINDS}, got {kind!r}")
+        for key in ("prompt", "entry_point"):
+            if not isinstance(ref.get(key), str):
+                raise ValueError(f"missing string field {key!r}")
+        needed = ("canonical", "base_input", "plus_input") if kind == "humanevalplus" else ("test",)
+        for key in needed:
+            if key not in ref:
+                raise ValueError(f"missing field {key!r} for kind {kind!r}")
+        libs = ref.get("libs") or []
+        if not isinstance(libs, list) or not all(isinstance(x, str) for x in libs):
+            raise ValueError(f"'libs' must be a list of module names, got {libs!r}")
+        if kind == "humanevalplus":
+            ref["_oracle_key"] = self._oracle_key(ref)
+        with self._refs_lock:
+            if len(self._refs) >= 1024:
+                self._refs.pop(next(iter(self._refs)))
+            self._refs[reference] = ref
+        return ref
 
     def verify_many(
         self,
@@ -512,24 +579,8 @@ class CodeVerifier(Verifier):
     def _prepare(self, completion: str, reference: str) -> _Item:
         item = _Item(start=time.perf_counter())
         try:
-            ref = json.loads(reference)
-            if not isinstance(ref, dict):
-                raise ValueError("not a JSON object")
-            kind = ref.get("kind")
-            if kind not in KINDS:
-                raise ValueError(f"'kind' must be one of {KINDS}, got {kind!r}")
-            for key in ("prompt", "entry_point"):
-                if not isinstance(ref.get(key), str):
-                    raise ValueError(f"missing string field {key!r}")
-            needed = (
-                ("canonical", "base_input", "plus_input") if kind == "humanevalplus" else ("test",)
-            )
-            for key in needed:
-                if key not in ref:
-                    raise ValueError(f"missing field {key!r} for kind {kind!r}")
-            libs = ref.get("libs") or []
-            if not isinstance(libs, list) or not all(isinstance(x, str) for x in libs):
-                raise ValueError(f"'libs' must be a list of module names, got {libs!r}")
+            ref = self._parse_reference(reference)
+            kind = ref["kind"]
         except (ValueError, TypeError) as exc:
             item.verdict = self._verdict(
                 item, Status.ERROR, f"malformed code grading reference: {exc}"
@@ -577,7 +628,7 @@ class CodeVerifier(Verifier):
             return item
         item.program = program
         if kind == "humanevalplus":
-            item.oracle_key = self._oracle_key(ref)
+            item.oracle_key = ref["_oracle_key"]
         item.prep_s = time.perf_counter() - item.start
         return item
 
@@ -795,31 +846,20 @@ class CodeVerifier(Verifier):
         files: dict[str, str] = {"solution.py": program}
         if kind == "humaneval":
             files["tests.py"] = ref["test"]
+            files["prompt.py"] = ref["prompt"]  # its helpers, for the tests: the judge's own
             spec: dict[str, Any] = {"mode": "check", "entry_point": ref["entry_point"]}
         elif kind == "bigcodebench":
             files["tests.py"] = ref["test"]
             spec = {"mode": "unittest", "entry_point": ref["entry_point"]}
         else:
-            assert item.oracle_key is not None
-            oracle = self._load_oracle(item.oracle_key)
-            assert oracle is not None
-            sets = self._sets(ref)
-            limits = [
-                [
-                    max(self.config.min_time_limit_s, self.config.time_limit_factor * t)
-                    for t in times
-                ]
-                for times in oracle["times"]
-            ]
-            files["io.json"] = json.dumps([inputs for _, inputs in sets])
-            files["expected.b64"] = base64.b64encode(
-                pickle.dumps(oracle["outputs"], protocol=4)
-            ).decode("ascii")
+            io_json, expected, limits = self._io_files(item)
+            files["io.json"] = io_json
+            files["expected.b64"] = expected
             spec = {
                 "mode": "io",
                 "entry_point": ref["entry_point"],
                 "atol": float(ref.get("atol") or 0.0),
-                "sets": [name for name, _ in sets],
+                "sets": [name for name, _ in self._sets(ref)],
                 "time_limits": limits,
             }
             if self.config.timeout_s is None and not isinstance(ref.get("timeout_s"), (int, float)):
@@ -833,6 +873,27 @@ class CodeVerifier(Verifier):
             memory_mb=memory,
             env={NONCE_VAR: item.nonce},
         )
+
+    def _io_files(self, item: _Item) -> tuple[str, str, list[list[float]]]:
+        """A HumanEval+ job's inputs, expected outputs and per-input limits; built once per
+        reference and limit settings, then shared by every completion graded against it."""
+        ref, key = item.ref, item.oracle_key
+        assert ref is not None and key is not None
+        factor, floor = self.config.time_limit_factor, self.config.min_time_limit_s
+        with _oracle_lock:
+            cached = _io_memory.get((key, factor, floor))
+        if cached is not None:
+            return cached
+        oracle = self._load_oracle(key)
+        assert oracle is not None
+        limits = [[max(floor, factor * t) for t in times] for times in oracle["times"]]
+        io_json = json.dumps([inputs for _, inputs in self._sets(ref)])
+        blobs = expected_blobs(oracle["outputs"], ref["entry_point"])
+        expected = base64.b64encode(pickle.dumps(blobs, protocol=4)).decode("ascii")
+        files = (io_json, expected, limits)
+        with _oracle_lock:
+            _io_memory[(key, factor, floor)] = files
+        return files
 
     # -- stage 4: the verdict ----------------------------------------------------------------
     def _judge(self, item: _Item, result: ExecResult) -> Verdict:
@@ -871,6 +932,10 @@ class CodeVerifier(Verifier):
             return self._verdict(
                 item, Status.ERROR, f"the test harness failed: {_describe_error(out.get('error'))}"
             )
+        if kind == "humanevalplus":
+            # Every failure here comes from the program's own process, which can say anything
+            # (a raised "Name or service not known", a claimed missing library): no excuses.
+            return self._verdict(item, Status.INCORRECT, _describe_failure(kind, out))
         missing = self._missing_module(ref, out, host=self._host_libraries())
         if missing:
             return self._verdict(
