@@ -276,15 +276,17 @@ def clear_oracle_cache() -> None:
 
 
 def expected_blobs(outputs: Sequence[Sequence[Any]], entry_point: str) -> dict[str, Any]:
-    """The expected outputs as the judge reads them: per set, each output's pickle, and
-    whether a candidate's byte-identical pickle is a pass without a look inside. It is not
-    when the output is a digest of a large one, holds a NaN (equal to nothing under
-    evalplus's ``==``, yet pickled alike), or for ``find_zero`` (judged by the polynomial)."""
-    blobs: list[list[bytes]] = []
-    fast: list[list[bool]] = []
+    """The expected outputs as the judge reads them, flat over the sets in order: each output
+    as the entry the program's process sends for a right answer (``P``, 4-byte length, its
+    pickle), back to back in ``entries`` (so a whole frame of right answers is one byte
+    comparison), where each starts (``offsets``), and whether a byte-identical entry is a
+    pass without a look inside. It is not when the output is a digest of a large one, holds a
+    NaN (equal to nothing under evalplus's ``==``, yet pickled alike), or for ``find_zero``
+    (judged by the polynomial)."""
+    parts: list[bytes] = []
+    offsets = [0]
+    fast: list[bool] = []
     for outs in outputs:
-        row_blobs: list[bytes] = []
-        row_fast: list[bool] = []
         for out in outs:
             blob = pickle.dumps(out, protocol=4)
             reduced = isinstance(out, dict) and (
@@ -296,11 +298,10 @@ def expected_blobs(outputs: Sequence[Sequence[Any]], entry_point: str) -> dict[s
                     ok = bool(pickle.loads(blob) == out)  # fresh objects: False with a NaN
                 except Exception:
                     ok = False
-            row_blobs.append(blob)
-            row_fast.append(ok)
-        blobs.append(row_blobs)
-        fast.append(row_fast)
-    return {"blobs": blobs, "fast": fast}
+            parts.append(b"P" + len(blob).to_bytes(4, "little") + blob)
+            offsets.append(offsets[-1] + len(parts[-1]))
+            fast.append(ok)
+    return {"entries": b"".join(parts), "offsets": offsets, "fast": fast}
 
 
 def _default_cache_dir() -> Path:
