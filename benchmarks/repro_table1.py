@@ -1760,10 +1760,18 @@ def _check_out(layout: Layout, plan: Plan, *, resume: bool, command: str = "") -
                 f"{layout.out} holds a reproduction already; pass --resume to continue it, "
                 "--report-only to re-render it, or choose a new --out"
             )
-        if old != plan.to_dict():
-            diff = sorted(
-                k for k in set(old) | set(plan.to_dict()) if old.get(k) != plan.to_dict().get(k)
+        diff = sorted(
+            k for k in set(old) | set(plan.to_dict()) if old.get(k) != plan.to_dict().get(k)
+        )
+        if diff == ["seeds"] and set(plan.seeds) < set(old["seeds"]):
+            # Finishing early on the seeds already run (--seeds 0,1 of a 0,1,2 plan): the
+            # summary and the tables cover those seeds only, and say so.
+            print(
+                f"repro_table1: finishing with seeds {list(plan.seeds)} of the planned "
+                f"{old['seeds']}",
+                file=sys.stderr,
             )
+        elif diff:
             raise ReproError(
                 f"{layout.plan_json} was written by another plan (differs in {', '.join(diff)}); "
                 "resume with the same options, or choose a new --out"

@@ -214,6 +214,10 @@ def test_out_must_be_new_or_resumed_with_the_same_plan(tmp_path: Path) -> None:
     )
     with pytest.raises(ReproError, match=r"another plan \(differs in eval_size\)"):
         rt._check_out(layout, dataclasses.replace(CPU, eval_size=64), resume=True)
+    # finishing early on a subset of the planned seeds is allowed; other seeds are not
+    assert rt._check_out(layout, dataclasses.replace(CPU, seeds=(0, 1)), resume=True)
+    with pytest.raises(ReproError, match=r"differs in seeds"):
+        rt._check_out(layout, dataclasses.replace(CPU, seeds=(0, 7)), resume=True)
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
