@@ -365,6 +365,19 @@ def _serve_calls(spec: dict[str, object], calls: int, out: _Frames) -> None:
             out.add(_END)
 
 
+def _prompt_code(prompt: str) -> types.CodeType:
+    """The dataset's prompt as code for the judge (its imports and helper functions). A prompt
+    that ends in a bare header (``def add(a, b):``) gets a body; one that still does not
+    compile gives nothing: the tests then see only the proxy."""
+    path = os.path.abspath("prompt.py")
+    for source in (prompt, prompt.rstrip() + "\n    pass\n"):
+        try:
+            return compile(source, path, "exec")
+        except (SyntaxError, ValueError):
+            continue
+    return compile("", path, "exec")
+
+
 def mode_check(spec: dict[str, object]) -> None:
     """HumanEval's ``check(candidate)``, run by a judge the program cannot touch.
 
@@ -451,7 +464,7 @@ def mode_check(spec: dict[str, object]) -> None:
         stop("failed", error={"type": "Protocol", "message": "no program"})
     ns: dict[str, object] = {"__name__": "__check__", "__builtins__": builtins}
     try:
-        exec(compile(prompt, os.path.abspath("prompt.py"), "exec"), ns)
+        exec(_prompt_code(prompt), ns)
         ns[str(spec["entry_point"])] = candidate  # tests may call it by name (HumanEval/33)
         exec(compile(tests, path, "exec"), ns)
         check = ns["check"]

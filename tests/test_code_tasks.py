@@ -142,6 +142,17 @@ def test_humaneval_program_cannot_report_a_pass(verifier: CodeVerifier) -> None:
     assert raised.status is Status.INCORRECT and "KeyError" in raised.reason, raised
 
 
+def test_humaneval_prompt_that_is_a_bare_header_still_grades(verifier: CodeVerifier) -> None:
+    """The judge runs the prompt for its helpers; a prompt with no docstring is a bare header
+    (a syntax error on its own), which must not turn every answer into a test error."""
+    ref = json.dumps(
+        {"kind": "humaneval", "prompt": "def add(a, b):\n", "entry_point": "add", "test": TEST}
+    )
+    right, wrong = verifier.verify_many(["    return a + b\n", "    return a - b\n"], [ref, ref])
+    assert right.status is Status.CORRECT, right
+    assert wrong.status is Status.INCORRECT, wrong
+
+
 def test_grading_failures_are_errors_not_incorrect(verifier: CodeVerifier) -> None:
     bcb = json.dumps(
         {
