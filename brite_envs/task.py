@@ -5,6 +5,7 @@ thinking policy Q(z | x, y*)."""
 from __future__ import annotations
 
 import abc
+import dataclasses
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,25 @@ class PromptTemplate:
             if key not in self.hint:
                 raise ValueError(f"PromptTemplate.hint must contain {key!r}, got {self.hint!r}")
 
+    @classmethod
+    def of(cls, value: PromptTemplate | Mapping[str, Any], base: PromptTemplate) -> PromptTemplate:
+        """``value`` itself, or ``base`` with the fields a mapping gives replaced (what a
+        config override such as ``env.task_kwargs.template.hint='...'`` passes)."""
+        if isinstance(value, PromptTemplate):
+            return value
+        if not isinstance(value, Mapping):
+            raise EnvConfigError(
+                f"template must be a PromptTemplate or a mapping of its fields, got {value!r}"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise EnvConfigError(f"template has unknown field(s) {unknown}; known: {sorted(known)}")
+        try:
+            return dataclasses.replace(base, **dict(value))
+        except ValueError as exc:
+            raise EnvConfigError(str(exc)) from None
+
     def render_user(self, question: str) -> str:
         return _fill(self.user, {"question": question})
 
@@ -75,11 +95,15 @@ class Task(abc.ABC):
     def __init__(
         self,
         *,
-        template: PromptTemplate | None = None,
+        template: PromptTemplate | Mapping[str, Any] | None = None,
         verifier_config: Mapping[str, Any] | None = None,
         verifier: Verifier | None = None,
     ) -> None:
-        self.template = template or self.default_template
+        self.template = (
+            self.default_template
+            if template is None
+            else PromptTemplate.of(template, self.default_template)
+        )
         self.verifier_config: Mapping[str, Any] = MappingProxyType(dict(verifier_config or {}))
         self._verifier = verifier
         self._problems: list[Problem] | None = None

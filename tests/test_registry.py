@@ -144,3 +144,19 @@ def test_entry_point_plugins_register_tasks_and_verifiers(
     assert "strict-exact" in verifiers.available()
     assert verifiers.get("strict-exact").verify("\\boxed{4}", "4").correct
     sys.modules.pop("brite_plugin_demo", None)
+
+
+def test_a_template_given_as_a_mapping_replaces_only_those_fields() -> None:
+    """``env.task_kwargs.template.hint=...`` reaches the task as a mapping: BRiTE's hint
+    template is configuration, changed without code."""
+    task = brite_envs.make_task(
+        "arith", split="train", template={"hint": "{question} = {reference}?"}
+    )
+    problem = task.problems[0]
+    hinted = task.render_messages(problem, hinted=True)[-1]["content"]
+    assert hinted == f"{problem.question} = {problem.reference}?"
+    assert task.template.user == type(task).default_template.user  # the rest is the default
+    with pytest.raises(EnvConfigError, match=r"unknown field\(s\) \['hnt'\]"):
+        brite_envs.make_task("arith", template={"hnt": "{question}"})
+    with pytest.raises(EnvConfigError, match=r"PromptTemplate.hint must contain '\{reference\}'"):
+        brite_envs.make_task("arith", template={"hint": "{question} only"})
