@@ -1562,7 +1562,12 @@ def render_block(summary: Summary, plots_rel: str) -> str:
         "### Held-out accuracy (%)",
         "",
         "Mean over seeds; 95% intervals from a bootstrap that resamples training seeds *and* "
-        "problems (the base model is greedy and seed-independent). Differences are paired: the "
+        + (
+            "problems (base: each seed's warm-up model, greedy). "
+            if plan.warmup_size
+            else "problems (the base model is greedy and seed-independent). "
+        )
+        + "Differences are paired: the "
         "same seeds and problems are drawn for both methods. *Stated answer only*: the same "
         "samples regraded with the verifier's `strict` option, which credits only a stated "
         'answer (`\\boxed{}`, "the answer is"), not the last number of a completion cut off '
