@@ -45,6 +45,7 @@ import sys
 import time
 import traceback
 import types
+from collections.abc import Callable
 
 RESULT_PREFIX = "BRITE-RESULT"
 NONCE_VAR = "BRITE_HARNESS_NONCE"
@@ -60,6 +61,12 @@ _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
 _NUMBERS = frozenset({bool, int, float})
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[_write(fd, view) :]
+
+
 def report(outcome: str, **fields: object) -> None:
     """Write the single result line and exit at once (no candidate atexit hooks run). In a
     candidate's process forked by a judge, the outcome goes to the judge instead."""
@@ -68,10 +75,7 @@ def report(outcome: str, **fields: object) -> None:
         to_judge(outcome, **fields)
     fields["outcome"] = outcome
     line = f"\n{RESULT_PREFIX} {_STATE['nonce']} {_dumps(fields, default=repr)}\n".encode()
-    view = memoryview(line)
-    while view:
-        n = _write(_STATE["out"], view)  # type: ignore[arg-type]
-        view = view[n:]
+    _write_all(_STATE["out"], line)  # type: ignore[arg-type]
     _exit(0)
 
 
@@ -422,11 +426,7 @@ def mode_check(spec: dict[str, object]) -> None:
             stop("failed", error={"type": "ProcessExit", "message": msg})
         kind, payload = frame  # type: ignore[misc]
         if kind == _STOP:
-            try:
-                fields = json.loads(payload)
-                outcome = str(fields.pop("outcome"))
-            except Exception:
-                fields, outcome = {}, "?"
+            outcome, fields = _stop_fields(payload)
             if outcome in ("candidate_error", "missing_entry_point"):
                 stop(outcome, **{k: v for k, v in fields.items() if k in ("error", "entry_point")})
             msg = f"the program's process reported {outcome!r} itself"
@@ -438,10 +438,7 @@ def mode_check(spec: dict[str, object]) -> None:
             request = pickle.dumps((args, kwargs), protocol=4)
         except Exception as exc:
             stop("test_error", error=error_info(exc))
-        frame = _frame_head(_CALL, len(request)) + request
-        view = memoryview(frame)
-        while view:
-            view = view[_write(calls_w, view) :]
+        _write_all(calls_w, _frame_head(_CALL, len(request)) + request)
         kind, payload = receive()
         if kind == _RAISED:
             info = json.loads(payload)
@@ -606,8 +603,7 @@ class _Frames:
             self.count = 0
 
     def _frame(self, kind: bytes, payload: bytes) -> None:
-        self.buf += kind
-        self.buf += len(payload).to_bytes(4, "little")
+        self.buf += _frame_head(kind, len(payload))
         self.buf += payload
 
     def add(self, kind: bytes, payload: bytes = b"") -> None:
@@ -617,10 +613,9 @@ class _Frames:
         self.flush()
 
     def flush(self) -> None:
-        view = memoryview(bytes(self.buf))
+        data = bytes(self.buf)
         self.buf.clear()
-        while view:
-            view = view[_write(self.fd, view) :]
+        _write_all(self.fd, data)
 
     def stop(self, outcome: str, **fields: object) -> None:
         self.add(_STOP, _dumps({"outcome": outcome, **fields}, default=repr).encode())
@@ -701,6 +696,15 @@ def _child_exit(pid: int) -> str:
     return f"exit status {os.WEXITSTATUS(status)}"
 
 
+def _stop_fields(payload: bytes) -> tuple[str, dict[str, object]]:
+    """The outcome and fields of a stop frame from the program's process ("?" if garbled)."""
+    try:
+        fields = json.loads(payload)
+        return str(fields.pop("outcome")), fields
+    except Exception:
+        return "?", {}
+
+
 _PROGRAM_OUTCOMES = frozenset({"failed", "candidate_error", "missing_entry_point", "not_plain"})
 
 
@@ -710,26 +714,22 @@ def _claimed_stop(
     done: int,
     limits: list[list[float]],
     elapsed: float,
-    where: object,
+    where: Callable[[int, int], dict[str, object]],
 ) -> tuple[str, dict[str, object]]:
     """The outcome to report for a stop the program's process sent. That process runs the
     program, which can send anything itself (``sys.modules['__main__'].report('passed')``),
     so only failures are taken from it, at the input being judged: never a pass, a harness
     error or a missing library, and a timeout only once that input's limit can have passed."""
     s, i = flat[min(done, len(flat) - 1)]
-    try:
-        fields = json.loads(payload)
-        outcome = str(fields.pop("outcome"))
-    except Exception:
-        fields, outcome = {}, "?"
+    outcome, fields = _stop_fields(payload)
     if outcome == "timeout" and elapsed >= 0.9 * limits[s][i] and done < len(flat):
-        return "timeout", {**where(s, i), "limit_s": limits[s][i]}  # type: ignore[operator]
+        return "timeout", {**where(s, i), "limit_s": limits[s][i]}
     if outcome not in _PROGRAM_OUTCOMES:
         msg = f"the program's process reported {outcome!r} itself"
-        return "failed", {**where(s, i), "error": {"type": "Forged", "message": msg}}  # type: ignore[operator]
+        return "failed", {**where(s, i), "error": {"type": "Forged", "message": msg}}
     kept: dict[str, object] = {}
     if outcome in ("failed", "not_plain") and done < len(flat):
-        kept.update(where(s, i))  # type: ignore[operator]
+        kept.update(where(s, i))
     err = fields.get("error")
     if isinstance(err, dict):
         kept["error"] = {

@@ -775,14 +775,10 @@ class DockerBackend(Backend):
             return self._attach_and_collect(container, job, start)
         except Exception as exc:  # the daemon or host failed, never the program
             logger.exception("sandbox: docker job failed on the host side")
-            return ExecResult(
-                ExecStatus.ERROR,
-                None,
-                "",
-                "",
+            return ExecResult.sandbox_failed(
+                "the sandbox failed on the host",
+                f"{type(exc).__name__}: {exc}",
                 time.perf_counter() - start,
-                detail="the sandbox failed on the host",
-                sandbox_error=f"{type(exc).__name__}: {exc}",
             )
         finally:
             if container is not None:

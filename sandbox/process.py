@@ -626,14 +626,10 @@ def _exec_result(
 def _host_failure(exc: Exception, start: float) -> ExecResult:
     """The result of a job the sandbox itself failed to run (logged with its traceback)."""
     logger.exception("sandbox: job failed on the host side")
-    return ExecResult(
-        ExecStatus.ERROR,
-        None,
-        "",
-        "",
+    return ExecResult.sandbox_failed(
+        "the sandbox failed on the host",
+        f"{type(exc).__name__}: {exc}",
         time.perf_counter() - start,
-        detail="the sandbox failed on the host",
-        sandbox_error=f"{type(exc).__name__}: {exc}",
     )
 
 
@@ -921,14 +917,10 @@ class ProcessBackend(Backend):
                 )
             except OSError as exc:
                 os.close(status_r)
-                return ExecResult(
-                    ExecStatus.ERROR,
-                    None,
-                    "",
-                    "",
+                return ExecResult.sandbox_failed(
+                    "the sandbox could not start",
+                    f"could not start {cmd[0]}: {exc}",
                     time.perf_counter() - start,
-                    detail="the sandbox could not start",
-                    sandbox_error=f"could not start {cmd[0]}: {exc}",
                 )
             finally:
                 os.close(status_w)

@@ -27,7 +27,7 @@ from typing import Any
 from sandbox.backend import Backend, check_concurrency
 from sandbox.errors import IsolationUnavailableError, SandboxConfigError
 from sandbox.process import ProcessBackend, ProcessConfig
-from sandbox.types import Capabilities, ExecResult, ExecStatus, Job
+from sandbox.types import Capabilities, ExecResult, Job
 
 logger = logging.getLogger("sandbox")
 
@@ -228,14 +228,8 @@ class RayBackend(Backend):
             return _result_from(ray.get(ref))
         except Exception as exc:  # the worker or Ray failed, never the program
             logger.warning("sandbox: a ray job failed outside the sandbox: %s", exc)
-            return ExecResult(
-                ExecStatus.ERROR,
-                None,
-                "",
-                "",
-                elapsed,
-                detail="the Ray task failed",
-                sandbox_error=f"{type(exc).__name__}: {str(exc)[:500]}",
+            return ExecResult.sandbox_failed(
+                "the Ray task failed", f"{type(exc).__name__}: {str(exc)[:500]}", elapsed
             )
 
     def close(self) -> None:

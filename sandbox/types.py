@@ -138,6 +138,14 @@ class ExecResult:
         if not isinstance(self.status, ExecStatus):
             object.__setattr__(self, "status", ExecStatus(self.status))
 
+    @classmethod
+    def sandbox_failed(cls, detail: str, sandbox_error: str, wall_s: float) -> ExecResult:
+        """A job the sandbox itself could not run: status ``error``, no output, and
+        ``sandbox_error`` set (never the program's fault)."""
+        return cls(
+            ExecStatus.ERROR, None, "", "", wall_s, detail=detail, sandbox_error=sandbox_error
+        )
+
     @property
     def ok(self) -> bool:
         return self.status is ExecStatus.OK
