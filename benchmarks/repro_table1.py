@@ -43,6 +43,7 @@ import gc
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import sys
@@ -166,6 +167,9 @@ class Plan:
     psi_episodes: int = 8
     psi_reward: str = "both"
     psi_beta: float = 0.05
+    hint: str = ""
+    """BRiTE's ψ-prompt (also STaR's rationalization prompt), with ``{question}`` and
+    ``{reference}`` slots; empty: the task's default (``brite_envs.task.PromptTemplate``)."""
     hint_k: int = 1
     """STaR: hinted samples per unsolved problem (STaR's k is RS's k minus this, so that its
     budget never exceeds RS's even when every problem needs rationalizing)."""
@@ -245,6 +249,14 @@ class Plan:
         if self.psi_reward not in ("verifier", "answer_logprob", "both"):
             raise ValueError(
                 f"Plan.psi_reward must be verifier, answer_logprob or both, got {self.psi_reward!r}"
+            )
+        if self.hint and ("{question}" not in self.hint or "{reference}" not in self.hint):
+            raise ValueError(
+                f"Plan.hint must contain {{question}} and {{reference}}, got {self.hint!r}"
+            )
+        if "${" in self.hint:
+            raise ValueError(
+                f"Plan.hint must not contain '${{' (an OmegaConf interpolation), got {self.hint!r}"
             )
         if self.warmup_size and "base" not in self.methods:
             raise ValueError(
@@ -361,6 +373,16 @@ WARMUP_SEED_OFFSET = 1000
 """The warm-up of seed s draws its problems with seed s + this (other problems than s's)."""
 
 
+def hydra_quoted(text: str) -> str:
+    """``text`` as a quoted Hydra override value: Hydra unescapes a backslash only before a
+    quote or at the end, so only those are doubled."""
+    return '"' + re.sub(r'(\\*)("|$)', lambda m: m[1] * 2 + ('\\"' if m[2] else ""), text) + '"'
+
+
+def _hint_overrides(plan: Plan) -> tuple[str, ...]:
+    return (f"+env.task_kwargs.template.hint={hydra_quoted(plan.hint)}",) if plan.hint else ()
+
+
 def method_spec(plan: Plan, method: str) -> MethodSpec:
     """The agent, overrides and nominal sample budget of ``method`` under ``plan``. Raises
     ValueError naming the plan field to change when the budget cannot be matched exactly."""
@@ -423,6 +445,7 @@ def method_spec(plan: Plan, method: str) -> MethodSpec:
                 f"agent.hint_k={plan.hint_k}",
                 *sampling,
                 *sft,
+                *_hint_overrides(plan),
             ),
             i * n * (k + plan.hint_k),
             f"{i} iterations x {n} problems x (k={k} + at most {plan.hint_k} hinted)",
@@ -460,6 +483,7 @@ def method_spec(plan: Plan, method: str) -> MethodSpec:
         *sampling,
         *sft,
         *dpo,
+        *_hint_overrides(plan),
     )
     psi = updates * plan.psi_episodes
     return MethodSpec(
@@ -1510,6 +1534,10 @@ def render_block(summary: Summary, plots_rel: str) -> str:
             "ψ-update",
             f"PPO, reward `{plan.psi_reward}`, β {plan.psi_beta}, {plan.psi_updates} "
             f"updates x {plan.psi_episodes} episodes per run",
+        ),
+        (
+            "hint template (ψ, STaR)",
+            "the task's default" if not plan.hint else "`" + plan.hint.replace("\n", "⏎") + "`",
         ),
         ("θ-update / SFT", f"lr {plan.sft_lr}, {plan.sft_epochs} epoch(s) per iteration"),
         ("DPO", f"lr {plan.dpo_lr}, β {plan.dpo_beta}, {plan.dpo_pairs} pairs per problem"),

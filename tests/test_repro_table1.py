@@ -116,6 +116,27 @@ def test_set_changes_scalar_fields_with_their_types() -> None:
         apply_sets(CPU, ["psi_reward=kl"])
 
 
+def test_a_hint_template_reaches_star_and_brite_runs_exactly() -> None:
+    """``--set hint=...`` becomes one Hydra override on the runs that use the hinted prompt,
+    quoted so that the task receives the very string (braces, backslashes, quotes)."""
+    from agents.cli import compose
+
+    hint = '{question}\n\nThe answer is {reference}. Say "why" briefly, then \\boxed{} it. \\'
+    plan = apply_sets(CPU, ["hint=" + hint])
+    for method in ("star", "brite-t1", "brite-t2", "brite-dpo"):
+        hinted = [o for o in method_spec(plan, method).overrides if "template.hint" in o]
+        assert len(hinted) == 1, (method, hinted)
+        cfg = compose(["agent=brite", "env=arith", hinted[0]])
+        assert cfg.env.task_kwargs.template.hint == hint
+    for method in ("base", "sft", "rs", "dpo"):
+        assert not any("template" in o for o in method_spec(plan, method).overrides)
+    assert not any("template" in o for o in method_spec(CPU, "brite-t1").overrides)
+    with pytest.raises(ReproError, match=r"Plan.hint must contain \{question\} and \{reference\}"):
+        apply_sets(CPU, ["hint={question} only"])
+    with pytest.raises(ReproError, match=r"must not contain '\$\{'"):
+        apply_sets(CPU, ["hint={question} {reference} ${x}"])
+
+
 def test_plan_round_trips_through_json() -> None:
     for plan in PRESETS.values():
         assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
