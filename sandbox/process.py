@@ -67,6 +67,8 @@ from sandbox.types import Capabilities, ExecResult, ExecStatus, Job
 logger = logging.getLogger("sandbox")
 
 ISOLATION_LEVELS = ("auto", "bwrap", "unshare", "none")
+FORK_SERVER_WORKDIR = "/tmp/brite-sbx-job/work"
+"""A fork-server job's working directory, on its own private /tmp."""
 _RUNNER_SOURCE = (Path(__file__).with_name("_runner.py")).read_text(encoding="utf-8")
 _TOKEN_VAR = "BRITE_SANDBOX_TOKEN"
 _RLIMIT_NAMES = ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC")
@@ -750,11 +752,11 @@ class ProcessBackend(Backend):
     ) -> ExecResult | None:
         """Run ``job`` through the fork server; None if it never reached the server."""
         job_id = uuid.uuid4().hex
-        # On the job's private /tmp: the path is the job's own, whatever another job uses.
-        workdir = f"/tmp/brite-sbx-{job_id}/work"
-        payload = build_payload(
-            job.code, job.files, self._env(job, plan, workdir, ""), server.compiled(job.code)
-        )
+        # On the job's private /tmp: the path is the job's own, whatever another job uses,
+        # and the same for every job, so a program compiled once names it in its tracebacks.
+        workdir = FORK_SERVER_WORKDIR
+        compiled = server.compiled(job.code, f"{workdir}/main.py")
+        payload = build_payload(job.code, job.files, self._env(job, plan, workdir, ""))
         header = {
             "id": job_id,
             "timeout_s": job.timeout_s,
@@ -776,6 +778,7 @@ class ProcessBackend(Backend):
                 cgroup.path / "cgroup.procs" if cgroup is not None else None,
                 (out.add, err.add),
                 job.timeout_s,
+                compiled,
             )
         finally:
             if cgroup is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import marshal
 import os
 import re
 import signal
@@ -28,8 +29,8 @@ import pytest
 import sandbox
 from sandbox import ExecStatus, Job, SandboxConfigError
 from sandbox.errors import IsolationUnavailableError
-from sandbox.forkserver import ForkServer, build_payload
-from sandbox.process import ProcessBackend, ProcessConfig
+from sandbox.forkserver import MAX_SERVER_CODES, ForkServer, build_payload
+from sandbox.process import FORK_SERVER_WORKDIR, ProcessBackend, ProcessConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -346,12 +347,69 @@ def test_compiled_code_cache_keeps_tracebacks_right(backend: ProcessBackend) -> 
         assert "return 1 / 0" in r.stderr
 
 
+def test_compiled_code_is_sent_once_per_server_and_again_after_a_restart(
+    backend: ProcessBackend,
+) -> None:
+    server = backend.fork_server()
+    assert server is not None
+    code = f"import sys\nprint('{uuid.uuid4().hex}', __name__, sys.argv)\n"
+    first = backend.run(Job(code))
+    assert server.compiled(code, f"{FORK_SERVER_WORKDIR}/main.py") is not None  # seen twice now
+    outputs = [backend.run(Job(code)).stdout for _ in range(2)]
+    code_id = server.compiled(code, f"{FORK_SERVER_WORKDIR}/main.py")[0]  # type: ignore[index]
+    assert code_id in server._loaded  # sent to the server, not in every payload
+    assert outputs == [first.stdout] * 2 and "__main__ ['main.py']" in first.stdout
+    server.restart(server.generation)  # a fresh server holds no code: the host sends it again
+    again = backend.run(Job(code))
+    assert again.stdout == first.stdout and code_id in server._loaded
+
+
+def test_code_the_server_lacks_or_compiled_for_another_path_is_compiled_from_source(
+    backend: ProcessBackend,
+) -> None:
+    server = backend.fork_server()
+    assert server is not None
+    source = "def f():\n    return 1 / 0\n\nf()\n"
+    wrong_path = marshal.dumps(compile(source, "/elsewhere/main.py", "exec"))
+    right = marshal.dumps(compile(source, f"{FORK_SERVER_WORKDIR}/main.py", "exec"))
+    lacking = uuid.uuid4().hex
+    server._loaded[lacking] = None  # the host believes it sent it: the server never got it
+    for compiled in ((uuid.uuid4().hex, wrong_path), (lacking, right), None):
+        out: list[bytes] = []
+        err: list[bytes] = []
+        outcome = server.run(
+            {
+                "id": uuid.uuid4().hex,
+                "timeout_s": 10.0,
+                "rlimits": {},
+                "workdir": FORK_SERVER_WORKDIR,
+                "uid": 65534,
+            },
+            build_payload(source, {}, {}),
+            None,
+            None,
+            (out.append, err.append),
+            10.0,
+            compiled,
+        )
+        stderr = b"".join(err).decode()
+        assert outcome.report is not None and outcome.report["exit_code"] == 1, outcome
+        assert f'File "{FORK_SERVER_WORKDIR}/main.py", line 2, in f' in stderr, stderr
+
+
+def test_more_programs_than_the_server_keeps_all_run_right(backend: ProcessBackend) -> None:
+    codes = [f"print({i} * 2)\n" for i in range(MAX_SERVER_CODES + 3)]
+    for _ in range(3):  # compiled from the second round on; the oldest are dropped and resent
+        results = sandbox.run_many([Job(c) for c in codes], concurrency=2, backend=backend)
+        assert [r.stdout for r in results] == [f"{i * 2}\n" for i in range(len(codes))]
+
+
 def test_payload_layout() -> None:
-    blob = build_payload("print(1)", {"a.txt": "é"}, {"K": "V"}, b"xy")
+    blob = build_payload("print(1)", {"a.txt": "é"}, {"K": "V"})
     head_len = int.from_bytes(blob[:8], "little")
     head = json.loads(blob[8 : 8 + head_len])
-    assert head == {"code_size": 8, "files": [["a.txt", 2]], "env": {"K": "V"}, "marshal_size": 2}
-    assert blob[8 + head_len :] == b"print(1)" + "é".encode() + b"xy"
+    assert head == {"code_size": 8, "files": [["a.txt", 2]], "env": {"K": "V"}}
+    assert blob[8 + head_len :] == b"print(1)" + "é".encode()
 
 
 # -- the server's own life -------------------------------------------------------------------------
