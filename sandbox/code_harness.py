@@ -537,7 +537,9 @@ def _make_undumpable() -> None:
 
 def _drop_privileges() -> None:
     """The candidate's process keeps no capability (so the judge's memory stays out of
-    reach even where the sandbox maps it to root) and cannot regain one through execve."""
+    reach even where the sandbox maps it to root) and cannot regain one through execve; it
+    gets a session of its own and cannot signal or reschedule the judge (its parent)."""
+    judge = os.getppid()
     libc = _libc()
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:  # type: ignore[attr-defined]
         raise OSError("prctl(PR_SET_NO_NEW_PRIVS) failed")
@@ -547,6 +549,125 @@ def _drop_privileges() -> None:
     data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
     if libc.capset(header, data) != 0:  # type: ignore[attr-defined]  # dropping always works
         raise OSError("capset() failed")
+    judge_group = os.getpgid(judge)
+    with contextlib.suppress(OSError):  # already a session leader (nothing to leave)
+        os.setsid()
+    _protect_judge(libc, judge, judge_group)
+
+
+# x86_64 system call numbers of the calls that can stop, kill or starve another process of
+# the same uid: kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo, pidfd_open,
+# pidfd_send_signal, sched_setparam, sched_setscheduler, sched_setaffinity, sched_setattr,
+# prlimit64, setpriority, ioprio_set; and fcntl and ioctl (F_SETOWN, FIOSETOWN: SIGIO to a pid).
+_SECCOMP_X86_64 = {
+    "kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
+    "pidfd_open": 434, "pidfd_send_signal": 424, "sched_setparam": 142,
+    "sched_setscheduler": 144, "sched_setaffinity": 203, "sched_setattr": 314,
+    "prlimit64": 302, "setpriority": 141, "ioprio_set": 251, "fcntl": 72, "ioctl": 16,
+}  # fmt: skip
+
+
+def _judge_filter(judge: int, judge_group: int) -> list[tuple[int, object, object, int]]:
+    """A seccomp program (classic BPF, with labels) that fails with EPERM every call aimed at
+    the judge: a signal to its pid, its process group or every process (-1), SIGIO pointed at
+    it, a change of its scheduling, priority, affinity or limits, a pidfd for it. The judge
+    is not dumpable, so ptrace and /proc writes are refused already; the rest is allowed."""
+    nr = _SECCOMP_X86_64
+    ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JSET|K, RET|K
+    arg = [16 + 8 * i for i in range(6)]  # the low 32 bits of each argument (pid_t is 32-bit)
+    neg = [(-judge) & 0xFFFFFFFF, (-judge_group) & 0xFFFFFFFF, 0xFFFFFFFF]
+    prog: list[tuple[int, object, object, int]] = [
+        (ld, 0, 0, 4),  # the calling convention
+        (jeq, 0, "deny", 0xC000003E),  # AUDIT_ARCH_X86_64 only (not i386 through int 0x80)
+        (ld, 0, 0, 0),
+        (jset, "deny", 0, 0x40000000),  # the x32 ABI
+        (jeq, "kill", 0, nr["kill"]),
+        (jeq, "pid0", 0, nr["tkill"]),
+        (jeq, "pid01", 0, nr["tgkill"]),
+        (jeq, "pid0", 0, nr["rt_sigqueueinfo"]),
+        (jeq, "pid01", 0, nr["rt_tgsigqueueinfo"]),
+        (jeq, "pid0", 0, nr["pidfd_open"]),
+        (jeq, "deny", 0, nr["pidfd_send_signal"]),  # its pidfd can be an open /proc/<pid>
+        *[(jeq, "pid0", 0, nr[n]) for n in ("sched_setparam", "sched_setscheduler")],
+        *[(jeq, "pid0", 0, nr[n]) for n in ("sched_setaffinity", "sched_setattr", "prlimit64")],
+        (jeq, "who", 0, nr["setpriority"]),
+        (jeq, "ioprio", 0, nr["ioprio_set"]),
+        (jeq, "fcntl", 0, nr["fcntl"]),
+        (jeq, "ioctl", 0, nr["ioctl"]),
+        (ret, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
+        ("kill", ld, 0, 0, arg[0]),
+        (jeq, "deny", 0, judge),
+        *[(jeq, "deny", 0, v) for v in neg],
+        (ret, 0, 0, 0x7FFF0000),
+        ("pid01", ld, 0, 0, arg[1]),
+        (jeq, "deny", 0, judge),
+        ("pid0", ld, 0, 0, arg[0]),
+        (jeq, "deny", 0, judge),
+        (ret, 0, 0, 0x7FFF0000),
+        ("who", ld, 0, 0, arg[0]),  # PRIO_PROCESS (0) only: not a whole group or user
+        (jeq, 0, "deny", 0),
+        (ld, 0, 0, arg[1]),
+        (jeq, "deny", 0, judge),
+        (ret, 0, 0, 0x7FFF0000),
+        ("ioprio", ld, 0, 0, arg[0]),  # IOPRIO_WHO_PROCESS (1) only
+        (jeq, 0, "deny", 1),
+        (ld, 0, 0, arg[1]),
+        (jeq, "deny", "allow", judge),
+        ("fcntl", ld, 0, 0, arg[1]),
+        (jeq, "deny", 0, 15),  # F_SETOWN_EX: its target is behind a pointer
+        (jeq, 0, "allow", 8),  # F_SETOWN
+        (ld, 0, 0, arg[2]),
+        (jeq, "deny", 0, judge),
+        *[(jeq, "deny", 0, v) for v in neg[:2]],
+        ("allow", ret, 0, 0, 0x7FFF0000),
+        ("ioctl", ld, 0, 0, arg[1]),
+        (jeq, "deny", 0, 0x8901),  # FIOSETOWN
+        (jeq, "deny", 0, 0x8902),  # SIOCSPGRP
+        (ret, 0, 0, 0x7FFF0000),
+        ("deny", ret, 0, 0, 0x00050001),  # SECCOMP_RET_ERRNO | EPERM
+    ]
+    labels: dict[str, int] = {}
+    plain: list[tuple[int, object, object, int]] = []
+    for ins in prog:
+        if isinstance(ins[0], str):
+            labels[ins[0]] = len(plain)
+            ins = ins[1:]
+        plain.append(ins)  # type: ignore[arg-type]
+    out = []
+    for at, (code, jt, jf, k) in enumerate(plain):
+        jumps = [labels[j] - at - 1 if isinstance(j, str) else j for j in (jt, jf)]
+        if not all(0 <= j <= 255 for j in jumps):  # classic BPF jumps forward only
+            raise ValueError(f"seccomp program: bad jump at {at}: {jumps}")
+        out.append((code, jumps[0], jumps[1], k))
+    return out  # type: ignore[return-value]
+
+
+def _protect_judge(libc: object, judge: int, judge_group: int) -> bool:
+    """Install :func:`_judge_filter` (x86_64 only; elsewhere, or where the kernel has no
+    seccomp filters, the judge stays signalable, as docs/SANDBOX.md says). Inherited by every
+    process the program starts, and it cannot be removed."""
+    import platform
+
+    if platform.machine() != "x86_64":
+        return False
+    import ctypes
+
+    class _Insn(ctypes.Structure):
+        _fields_ = [
+            ("code", ctypes.c_uint16),
+            ("jt", ctypes.c_uint8),
+            ("jf", ctypes.c_uint8),
+            ("k", ctypes.c_uint32),
+        ]
+
+    class _Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_Insn))]
+
+    insns = _judge_filter(judge, judge_group)
+    table = (_Insn * len(insns))(*[_Insn(*i) for i in insns])
+    prog = _Prog(len(insns), table)
+    # PR_SET_SECCOMP, SECCOMP_MODE_FILTER (no_new_privs is set, so no privilege is needed)
+    return libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # type: ignore[attr-defined]
 
 
 class _Frames:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
+import platform
 import sys
 import time
 from pathlib import Path
@@ -761,3 +762,81 @@ def test_humanevalplus_program_cannot_report_a_pass_or_an_excuse(tmp_path: Path)
     assert "reported 'passed' itself" in verdicts["pass from f"].reason
     assert "reported 'harness_error' itself" in verdicts["harness error"].reason
     assert "protocol" in verdicts["garbage frame"].reason
+
+
+_JUDGE_ATTACKS = r"""
+import ctypes, fcntl, os, resource, signal
+
+def f(x):
+    judge, group = os.getppid(), os.getpgid(os.getppid())
+    libc = ctypes.CDLL(None, use_errno=True)
+    r, w = os.pipe()
+    attacks = [
+        lambda: os.kill(judge, signal.SIGSTOP),
+        lambda: os.kill(-group, signal.SIGSTOP),
+        lambda: os.kill(-1, signal.SIGSTOP),
+        lambda: os.killpg(group, signal.SIGSTOP),
+        lambda: libc.syscall(200, judge, signal.SIGSTOP),  # tkill
+        lambda: libc.syscall(234, judge, judge, signal.SIGSTOP),  # tgkill
+        lambda: os.pidfd_open(judge),
+        lambda: signal.pidfd_send_signal(os.open(f"/proc/{judge}", os.O_RDONLY), signal.SIGSTOP),
+        lambda: os.sched_setscheduler(judge, os.SCHED_IDLE, os.sched_param(0)),
+        lambda: os.sched_setaffinity(judge, {0}),
+        lambda: os.setpriority(os.PRIO_PROCESS, judge, 19),
+        lambda: os.setpriority(os.PRIO_USER, os.getuid(), 19),
+        lambda: os.setpriority(os.PRIO_PGRP, group, 19),
+        lambda: resource.prlimit(judge, resource.RLIMIT_CPU, (1, 1)),
+        lambda: fcntl.fcntl(r, fcntl.F_SETOWN, judge),
+        lambda: fcntl.fcntl(r, fcntl.F_SETOWN, -group),
+    ]
+    out = []
+    for attack in attacks:
+        try:
+            ret = attack()
+            err = ctypes.get_errno() if ret == -1 else 0
+            out.append("refused" if err == 1 else f"allowed {ret}")
+        except PermissionError:
+            out.append("refused")
+        except OSError as exc:
+            out.append(f"{type(exc).__name__} {exc.errno}")
+    # Its own processes stay its own to signal and schedule.
+    child = os.fork()
+    if child == 0:
+        signal.pause()
+        os._exit(0)
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    os.kill(os.getpid(), 0)
+    os.setpriority(os.PRIO_PROCESS, 0, 1)
+    return out
+"""
+
+
+def test_the_programs_process_cannot_stop_kill_or_starve_its_judge(tmp_path: Path) -> None:
+    """Same uid, so without a filter the program could SIGSTOP its judge (the job then sat
+    until the sandbox's wall-clock limit, 65 s for a small problem, and ended as `timeout`),
+    kill it, or make it SCHED_IDLE. Every such call aimed at the judge now fails with EPERM;
+    the program's own processes are still its to signal. The verdict is `correct` only if the
+    program saw every attack refused (the reference returns that list)."""
+    if platform.machine() != "x86_64":
+        pytest.skip(f"the judge's seccomp filter is x86_64 only; this is {platform.machine()}")
+    caps = sandbox.get_backend("process").capabilities()
+    if not caps.pid_namespace:  # kill(-1, SIGSTOP), were it let through, would reach the host
+        pytest.skip(f"no PID namespace at isolation {caps.isolation!r}: not safe to try here")
+    n = _JUDGE_ATTACKS.count("lambda:")
+    ref = json.dumps(
+        {
+            "kind": "humanevalplus",
+            "prompt": "def f(x):\n",
+            "entry_point": "f",
+            "canonical": f"def f(x):\n    return ['refused'] * {n}\n",
+            "base_input": [[1]],
+            "plus_input": [],
+            "atol": 0,
+        }
+    )
+    v = CodeVerifier(cache_dir=str(tmp_path))
+    start = time.monotonic()
+    verdict = v.verify(f"```python\n{_JUDGE_ATTACKS}\n```", ref)
+    assert verdict.status is Status.CORRECT, verdict.reason
+    assert time.monotonic() - start < 30
