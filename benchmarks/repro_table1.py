@@ -562,6 +562,34 @@ PRESETS: dict[str, Plan] = {
 }
 
 
+def apply_track_overrides(plan: Plan, items: Sequence[str]) -> Plan:
+    """``plan`` with each ``key=value`` Hydra override put on every track (training and
+    evals), replacing the track's own override of that key: ``env.task_kwargs.levels=[2]``
+    runs the Arith track on level 2."""
+    tracks = list(plan.tracks)
+    for item in items:
+        key, sep, _ = item.partition("=")
+        if not sep or not key or key.lstrip("+~") != key.lstrip("+~").strip():
+            raise ReproError(
+                f"--track-override {item!r}: expected key=value, e.g. 'env.task_kwargs.levels=[2]'"
+            )
+        bare = key.lstrip("+~")
+        tracks = [
+            dataclasses.replace(
+                t,
+                overrides=(
+                    *(o for o in t.overrides if o.partition("=")[0].lstrip("+~") != bare),
+                    item,
+                ),
+            )
+            for t in tracks
+        ]
+    try:
+        return dataclasses.replace(plan, tracks=tuple(tracks))
+    except ValueError as exc:
+        raise ReproError(f"--track-override: {exc}") from None
+
+
 def apply_sets(plan: Plan, sets: Sequence[str]) -> Plan:
     """``plan`` with ``--set key=value`` changes (scalar fields only), typed like the field."""
     types = {f.name: type(getattr(plan, f.name)) for f in dataclasses.fields(plan)}
@@ -1796,6 +1824,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
             plan = dataclasses.replace(plan, **changes)
         except ValueError as exc:
             raise ReproError(str(exc)) from None
+    plan = apply_track_overrides(plan, args.track_override or [])
     return apply_sets(plan, args.set or [])
 
 
@@ -1847,6 +1876,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", help="comma-separated training seeds (default: the preset's)")
     p.add_argument("--methods", help=f"comma-separated subset of {','.join(METHODS)}")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="change a plan field")
+    p.add_argument(
+        "--track-override",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a Hydra override for every track's training and evals, replacing the track's "
+        "own for that key (e.g. 'env.task_kwargs.levels=[2]')",
+    )
     p.add_argument("--out", type=Path, help="output folder (default runs/repro-TAG)")
     p.add_argument("--tag", help="name of this reproduction in the results document")
     p.add_argument("--results", type=Path, help="the results document to write")

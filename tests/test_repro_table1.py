@@ -137,6 +137,17 @@ def test_a_hint_template_reaches_star_and_brite_runs_exactly() -> None:
         apply_sets(CPU, ["hint={question} {reference} ${x}"])
 
 
+def test_a_track_override_replaces_the_tracks_own_for_that_key() -> None:
+    plan = rt.apply_track_overrides(CPU, ["env.task_kwargs.levels=[2]", "+env.x=1"])
+    (track,) = plan.tracks
+    assert track.overrides == ("env.task_kwargs.levels=[2]", "+env.x=1")
+    assert CPU.tracks[0].overrides == ("env.task_kwargs.levels=[1]",)  # the preset is untouched
+    with pytest.raises(ReproError, match=r"--track-override 'levels': expected key=value"):
+        rt.apply_track_overrides(CPU, ["levels"])
+    argv = ["--track-override", "env.task_kwargs.levels=[3]", "--dry-run"]
+    assert rt.build_plan(rt.parse_args(argv)).tracks[0].overrides[-1].endswith("[3]")
+
+
 def test_plan_round_trips_through_json() -> None:
     for plan in PRESETS.values():
         assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
