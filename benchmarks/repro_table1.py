@@ -562,25 +562,25 @@ PRESETS: dict[str, Plan] = {
 }
 
 
+def _override_key(override: str) -> str:
+    """The config key a Hydra ``[+~]key=value`` override sets."""
+    return override.partition("=")[0].lstrip("+~")
+
+
 def apply_track_overrides(plan: Plan, items: Sequence[str]) -> Plan:
     """``plan`` with each ``key=value`` Hydra override put on every track (training and
     evals), replacing the track's own override of that key: ``env.task_kwargs.levels=[2]``
     runs the Arith track on level 2."""
     tracks = list(plan.tracks)
     for item in items:
-        key, sep, _ = item.partition("=")
-        if not sep or not key or key.lstrip("+~") != key.lstrip("+~").strip():
+        key = _override_key(item)
+        if "=" not in item or not key or key != key.strip():
             raise ReproError(
                 f"--track-override {item!r}: expected key=value, e.g. 'env.task_kwargs.levels=[2]'"
             )
-        bare = key.lstrip("+~")
         tracks = [
             dataclasses.replace(
-                t,
-                overrides=(
-                    *(o for o in t.overrides if o.partition("=")[0].lstrip("+~") != bare),
-                    item,
-                ),
+                t, overrides=(*(o for o in t.overrides if _override_key(o) != key), item)
             )
             for t in tracks
         ]
