@@ -67,13 +67,24 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[_write(fd, view) :]
 
 
+class _Reported(BaseException):
+    """One program's outcome in an ``io_many`` judge, which goes on to the next program."""
+
+    def __init__(self, fields: dict[str, object]) -> None:
+        super().__init__(str(fields.get("outcome")))
+        self.fields = fields
+
+
 def report(outcome: str, **fields: object) -> None:
     """Write the single result line and exit at once (no candidate atexit hooks run). In a
-    candidate's process forked by a judge, the outcome goes to the judge instead."""
+    candidate's process forked by a judge, the outcome goes to the judge instead; in an
+    ``io_many`` judge it ends the current program only."""
     to_judge = _STATE.get("stop")
     if callable(to_judge):
         to_judge(outcome, **fields)
     fields["outcome"] = outcome
+    if _STATE.get("batch"):
+        raise _Reported(fields)
     line = f"\n{RESULT_PREFIX} {_STATE['nonce']} {_dumps(fields, default=repr)}\n".encode()
     _write_all(_STATE["out"], line)  # type: ignore[arg-type]
     _exit(0)
@@ -535,10 +546,12 @@ def _make_undumpable() -> None:
         raise OSError("prctl(PR_SET_DUMPABLE, 0) failed")
 
 
-def _drop_privileges() -> None:
+def _drop_privileges(*, batch: bool = False) -> None:
     """The candidate's process keeps no capability (so the judge's memory stays out of
     reach even where the sandbox maps it to root) and cannot regain one through execve; it
-    gets a session of its own and cannot signal or reschedule the judge (its parent)."""
+    gets a session of its own and cannot signal or reschedule the judge (its parent). In a
+    batch it also cannot create the kernel objects that would outlive it in the job's
+    namespaces (see :func:`mode_io_many`)."""
     judge = os.getppid()
     libc = _libc()
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:  # type: ignore[attr-defined]
@@ -552,7 +565,7 @@ def _drop_privileges() -> None:
     judge_group = os.getpgid(judge)
     with contextlib.suppress(OSError):  # already a session leader (nothing to leave)
         os.setsid()
-    _protect_judge(libc, judge, judge_group)
+    _protect_judge(libc, judge, judge_group, batch=batch)
 
 
 # x86_64 system call numbers of the calls that can stop, kill or starve another process of
@@ -565,13 +578,22 @@ _SECCOMP_X86_64 = {
     "sched_setscheduler": 144, "sched_setaffinity": 203, "sched_setattr": 314,
     "prlimit64": 302, "setpriority": 141, "ioprio_set": 251, "fcntl": 72, "ioctl": 16,
 }  # fmt: skip
+# ... and, in a batch, those creating what outlives a process in its IPC namespace or user
+# namespace: System V shared memory, semaphores and message queues, POSIX message queues, keys.
+_PERSISTENT_X86_64 = {
+    "shmget": 29, "semget": 64, "msgget": 68, "mq_open": 240, "add_key": 248,
+    "request_key": 249, "keyctl": 250,
+}  # fmt: skip
 
 
-def _judge_filter(judge: int, judge_group: int) -> list[tuple[int, object, object, int]]:
+def _judge_filter(
+    judge: int, judge_group: int, *, batch: bool = False
+) -> list[tuple[int, object, object, int]]:
     """A seccomp program (classic BPF, with labels) that fails with EPERM every call aimed at
     the judge: a signal to its pid, its process group or every process (-1), SIGIO pointed at
     it, a change of its scheduling, priority, affinity or limits, a pidfd for it. The judge
-    is not dumpable, so ptrace and /proc writes are refused already; the rest is allowed."""
+    is not dumpable, so ptrace and /proc writes are refused already; the rest is allowed.
+    With ``batch``, the calls of ``_PERSISTENT_X86_64`` fail too."""
     nr = _SECCOMP_X86_64
     ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JSET|K, RET|K
     arg = [16 + 8 * i for i in range(6)]  # the low 32 bits of each argument (pid_t is 32-bit)
@@ -581,6 +603,7 @@ def _judge_filter(judge: int, judge_group: int) -> list[tuple[int, object, objec
         (jeq, 0, "deny", 0xC000003E),  # AUDIT_ARCH_X86_64 only (not i386 through int 0x80)
         (ld, 0, 0, 0),
         (jset, "deny", 0, 0x40000000),  # the x32 ABI
+        *[(jeq, "deny", 0, n) for n in (_PERSISTENT_X86_64.values() if batch else ())],
         (jeq, "kill", 0, nr["kill"]),
         (jeq, "pid0", 0, nr["tkill"]),
         (jeq, "pid01", 0, nr["tgkill"]),
@@ -642,7 +665,7 @@ def _judge_filter(judge: int, judge_group: int) -> list[tuple[int, object, objec
     return out  # type: ignore[return-value]
 
 
-def _protect_judge(libc: object, judge: int, judge_group: int) -> bool:
+def _protect_judge(libc: object, judge: int, judge_group: int, *, batch: bool = False) -> bool:
     """Install :func:`_judge_filter` (x86_64 only; elsewhere, or where the kernel has no
     seccomp filters, the judge stays signalable, as docs/SANDBOX.md says). Inherited by every
     process the program starts, and it cannot be removed."""
@@ -663,7 +686,7 @@ def _protect_judge(libc: object, judge: int, judge_group: int) -> bool:
     class _Prog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_Insn))]
 
-    insns = _judge_filter(judge, judge_group)
+    insns = _judge_filter(judge, judge_group, batch=batch)
     table = (_Insn * len(insns))(*[_Insn(*i) for i in insns])
     prog = _Prog(len(insns), table)
     # PR_SET_SECCOMP, SECCOMP_MODE_FILTER (no_new_privs is set, so no privilege is needed)
@@ -888,15 +911,30 @@ def mode_io(spec: dict[str, object]) -> None:
         io_sets: list[list[object]] = json.loads(fh.read())
     expected_fd = os.open("expected.b64", os.O_RDONLY)
     os.unlink("expected.b64")
+    _make_undumpable()
+    _judge_io(spec, io_sets, expected_fd)
+
+
+def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd: int) -> None:
+    """Grade one program (see :func:`mode_io`); ends by :func:`report`. With ``timeout_s`` in
+    the spec (``io_many``) the judge also enforces the program's whole wall-clock limit,
+    which is otherwise the sandbox's."""
     names: list[str] = spec["sets"]  # type: ignore[assignment]
     limits: list[list[float]] = spec["time_limits"]  # type: ignore[assignment]
-    _make_undumpable()
+    cap = spec.get("timeout_s")
+    started = _perf()
     r, w = os.pipe()
     answers_r, answers_w = os.pipe()
     pid = os.fork()
     if pid == 0:
+        _STATE["batch"] = False
         _keep_only({w, answers_r})  # not the expected outputs, the real stdout or the read end
-        _drop_privileges()
+        _drop_privileges(batch=cap is not None)
+        if cap is not None:  # the sandbox's CPU limit is the whole batch's
+            import resource
+
+            seconds = math.ceil(float(cap)) + 1  # type: ignore[arg-type]
+            resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
         try:
             _run_candidate(spec, io_sets, _Frames(w, answers_r, check_plain=False))
         except BaseException as exc:
@@ -924,7 +962,9 @@ def mode_io(spec: dict[str, object]) -> None:
     # The candidate's own alarm enforces each input's limit; this catches one that ignores
     # it (a program can catch the alarm's exception), with the whole budget plus a margin.
     budget = sum(sum(x) for x in limits) * 1.5 + 2.0
-    deadline = math.inf  # until the program is defined: the sandbox's own limit
+    # Until the program is defined: the sandbox's own limit, or the program's in a batch.
+    end = math.inf if cap is None else started + float(cap)  # type: ignore[arg-type]
+    deadline = end
     done = 0
 
     def stop(outcome: str, **fields: object) -> None:
@@ -996,10 +1036,13 @@ def mode_io(spec: dict[str, object]) -> None:
         frame = frames.next(deadline)
         if frame is None:
             if _perf() >= deadline:
+                if deadline == end and end < math.inf:  # the program's whole limit (io_many)
+                    at = where(*flat[done]) if loaded_at < math.inf and done < len(flat) else {}
+                    stop("timeout", **at, program_limit_s=cap)
                 s, i = flat[done] if done < len(flat) else flat[-1]
                 stop("timeout", **where(s, i), limit_s=limits[s][i])
             ended = _child_exit(pid)
-            if deadline == math.inf:  # before the program was defined
+            if loaded_at == math.inf:  # before the program was defined
                 msg = f"the program ended its process ({ended}) while being defined"
                 report("candidate_error", error={"type": "ProcessExit", "message": msg})
             if done < len(flat):
@@ -1010,7 +1053,7 @@ def mode_io(spec: dict[str, object]) -> None:
         kind, payload = frame
         if kind == _LOADED:
             loaded_at = _perf()
-            deadline = loaded_at + budget
+            deadline = min(loaded_at + budget, end)
         elif kind == _OUTPUT:
             count = int.from_bytes(payload[:4], "little")
             if done + count > len(flat):
@@ -1189,11 +1232,116 @@ def mode_io_oracle_many(spec: dict[str, object]) -> None:
     report("oracle_many", results=results)
 
 
+def _empty(root: str, keep: str, dev: int) -> bool:
+    """Remove what is in ``root`` on the filesystem ``dev``, whatever the program made of it
+    (links are removed, never followed; unreadable directories are opened up, being the
+    judge's uid's), except the directories leading to ``keep`` and other filesystems
+    mounted there (the sandbox's read-only ones). True if ``root`` is left empty."""
+    empty = True
+    for entry in os.scandir(root):
+        if entry.stat(follow_symlinks=False).st_dev != dev:
+            empty = False
+        elif entry.is_dir(follow_symlinks=False):
+            os.chmod(entry.path, 0o700)
+            if _empty(entry.path, keep, dev) and not (
+                keep == entry.path or keep.startswith(entry.path + "/")
+            ):
+                os.rmdir(entry.path)
+            else:
+                empty = False
+        else:
+            os.unlink(entry.path)
+    return empty
+
+
+def _wipe(root: str, keep: str) -> None:
+    """Empty ``root`` (see :func:`_empty`)."""
+    _empty(root, keep, os.stat(root).st_dev)
+
+
+def _end_processes(judge: int, budget_s: float = 2.0) -> None:
+    """SIGKILL every process of the job but the init and the judge, and wait until the job's
+    PID namespace holds no other (the init reaps what it inherits; the judge its own)."""
+    end = _perf() + budget_s
+    while True:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)  # all but PID 1 and the caller
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, judge)]
+        if not others:
+            return
+        if _perf() > end:
+            raise RuntimeError(f"processes {others[:5]} outlived the program")
+        time.sleep(0.0002)
+
+
+def mode_io_many(spec: dict[str, object]) -> None:
+    """Several HumanEval+ programs graded one after another in one sandbox job, each as in
+    ``io`` (its own process, its own per-input and whole limits), with a result line per
+    program under that program's nonce, written as soon as it is judged.
+
+    Nothing of one program reaches the next: the judge reads every program's files into
+    memory (expected outputs stay unread behind descriptors the programs do not inherit)
+    and deletes them before the first program runs; after each program it SIGKILLs every
+    other process of the job and waits until they are gone, then empties ``/tmp``,
+    ``/dev/shm`` and the working directory. Inside a batch a program cannot create System V
+    IPC objects, POSIX message queues or keys (the kernel objects that would outlive it in
+    the job's namespaces). It needs a PID namespace of its own with the judge as PID 2 (the
+    fork server's layout); anything that breaks the batch ends it, and the programs without
+    a result line are for the host to grade again, one job each.
+    """
+    judge = os.getpid()
+    if judge != 2:  # kill(-1) anywhere else would reach processes that are not the job's
+        raise RuntimeError(f"io_many needs the job's own PID namespace (pid {judge}, not 2)")
+    workdir = os.getcwd()
+    programs: list[dict[str, object]] = spec["programs"]  # type: ignore[assignment]
+    loaded: list[tuple[str, str, int]] = []
+    for prog in programs:
+        folder = str(prog["dir"])
+        with open(os.path.join(folder, "solution.py"), encoding="utf-8") as fh:
+            source = fh.read()
+        with open(os.path.join(folder, "io.json"), encoding="utf-8") as fh:
+            io_text = fh.read()
+        loaded.append((source, io_text, os.open(os.path.join(folder, "expected.b64"), os.O_RDONLY)))
+    _make_undumpable()
+    out = int(_STATE["out"])  # type: ignore[call-overload]
+    _STATE["batch"] = True
+    try:
+        for n, prog in enumerate(programs):
+            source, io_text, expected_fd = loaded[n]
+            for root in ("/tmp", "/dev/shm", workdir):
+                if os.path.isdir(root):
+                    _wipe(root, workdir)
+            os.makedirs(workdir, exist_ok=True)
+            os.chdir(workdir)
+            with open("solution.py", "w", encoding="utf-8") as fh:
+                fh.write(source)
+            started = _perf()
+            try:
+                _judge_io(prog, json.loads(io_text), expected_fd)
+                fields: dict[str, object] = {"outcome": "harness_error"}  # never reached
+            except _Reported as done:
+                fields = done.fields
+            except Exception as exc:  # a bug of ours in this program's grading
+                fields = {"outcome": "harness_error", "error": error_info(exc)}
+            fields["elapsed_s"] = _perf() - started
+            line = f"\n{RESULT_PREFIX} {prog['nonce']} {_dumps(fields, default=repr)}\n"
+            _write_all(out, line.encode())
+            _end_processes(judge)
+            _keep_only({out, *(fd for _, _, fd in loaded[n + 1 :])})  # this program's pipes
+    finally:
+        _STATE["batch"] = False  # a failure from here on is the whole batch's (main reports it)
+    _exit(0)
+
+
 MODES = {
     "check": mode_check,
     "io": mode_io,
     "io_oracle": mode_io_oracle,
     "io_oracle_many": mode_io_oracle_many,
+    "io_many": mode_io_many,
     "unittest": mode_unittest,
 }
 
