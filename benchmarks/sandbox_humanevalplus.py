@@ -28,7 +28,8 @@ sandboxed interpreter forking each job into fresh namespaces); ``--fork-server o
 the plain path (one sandbox and interpreter start-up per program) instead.
 
     python -m benchmarks.sandbox_humanevalplus [--data PATH] [--concurrency N] [--limit N]
-        [--rounds R] [--no-warm] [--no-cli] [--fork-server auto|on|off] [--json OUT]
+        [--rounds R] [--no-warm] [--no-cli] [--fork-server auto|on|off] [--batch-size N]
+        [--json OUT]
 """
 
 from __future__ import annotations
@@ -293,7 +294,8 @@ def render(report: dict[str, Any]) -> str:
         f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['memory_gib']} GiB, "
         f"{m['os']}, Python {m['python']}, evalplus {m['evalplus']}",
         f"load average at start: {m['load_average']} (a shared machine adds noise)",
-        f"brite: {m['brite_isolation']}",
+        f"brite: {m['brite_isolation']}; programs per sandbox job: "
+        f"{m.get('brite_batch_size', 1)}",
         "",
         f"{'phase':<6} {'brite s':>9} {'evalplus s':>11} {'ratio':>7}   "
         f"{'brite pass base/plus':>21} {'evalplus pass base/plus':>24} {'agree base/plus':>16}",
@@ -353,10 +355,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="auto",
         help="brite's process backend: through its fork server (auto/on) or the plain way",
     )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="brite's CodeVerifierConfig.batch_size: programs per sandbox job (1: one each)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
-    if args.concurrency < 1 or args.rounds < 1 or (args.limit is not None and args.limit < 1):
-        parser.error("--concurrency, --rounds and --limit must be >= 1")
+    if (
+        args.concurrency < 1
+        or args.rounds < 1
+        or args.batch_size < 1
+        or (args.limit is not None and args.limit < 1)
+    ):
+        parser.error("--concurrency, --rounds, --batch-size and --limit must be >= 1")
     data = args.data or default_data()
     if not data.is_file():
         parser.error(f"no HumanEval+ file at {data}; pass --data or set BRITE_DATA_DIR")
@@ -382,13 +395,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         backend = brite_backend(args.fork_server)
         verifier = CodeVerifier(
             CodeVerifierConfig(
-                concurrency=args.concurrency, cache_dir=str(brite_cache), backend=backend
+                concurrency=args.concurrency,
+                cache_dir=str(brite_cache),
+                backend=backend,
+                batch_size=args.batch_size,
             )
         )
         ep_cache = tmp / "evalplus-cache"
         phases = ["cold"] if args.no_warm else ["cold", "warm"]
         runs: dict[str, dict[str, list[Run]]] = {p: {"brite": [], "evalplus": []} for p in phases}
         info = machine(backend)
+        info["brite_batch_size"] = args.batch_size
         for r in range(args.rounds):
             # Alternate who goes first, so slow drift on a shared machine hits both alike.
             order = ("brite", "evalplus") if r % 2 == 0 else ("evalplus", "brite")

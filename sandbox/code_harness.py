@@ -237,9 +237,12 @@ def _feed_ints(h: hashlib._Hash, ints: list[int] | tuple[int, ...]) -> None:
 def _number_list_digest(x: list[object] | tuple[object, ...]) -> tuple[str, bool] | None:
     """``digest(x)`` for a list or tuple of integral numbers, and that it holds no NaN, in one
     pass; None for anything else."""
-    if type(x) not in (list, tuple) or not set(map(type, x)) <= _NUMBERS:
+    if type(x) not in (list, tuple):
         return None
-    ints = _as_ints(x)
+    kinds = set(map(type, x))
+    if not kinds <= _NUMBERS:
+        return None
+    ints = x if kinds == {int} else _as_ints(x)
     if ints is None:
         return None
     h = hashlib.sha256()

@@ -60,7 +60,8 @@ BATCH_MAX_COST_S = 0.25
 BATCH_CLEANUP_S = 2.0
 """Added per program to a batch's sandbox limit (ending processes, emptying directories)."""
 _batch_warned: list[bool] = []
-_ORACLE_VERSION = "3"  # 2: large strings as their pickle hash; 3: int runs digested packed
+_ORACLE_VERSION = "4"  # 2: large strings as their pickle hash; 3: int runs digested packed;
+# 4: keyed by the reference's text
 """Bump when the oracle's output format changes, so stale disk caches are ignored."""
 
 # Per-kind sandbox limits: (timeout_s, memory_mb). BigCodeBench imports pandas, matplotlib and
@@ -447,7 +448,7 @@ class CodeVerifier(Verifier):
         if not isinstance(libs, list) or not all(isinstance(x, str) for x in libs):
             raise ValueError(f"'libs' must be a list of module names, got {libs!r}")
         if kind == "humanevalplus":
-            ref["_oracle_key"] = self._oracle_key(ref)
+            ref["_oracle_key"] = self._oracle_key(reference)
         with self._refs_lock:
             if len(self._refs) >= 1024:
                 self._refs.pop(next(iter(self._refs)))
@@ -507,13 +508,13 @@ class CodeVerifier(Verifier):
             keys = list(todo)
             size = max(1, math.ceil(len(keys) / (4 * workers)))
             groups = [tuple(keys[i : i + size]) for i in range(0, len(keys), size)]
-            oracle_jobs = {g: self._oracle_group_job([todo[k] for k in g]) for g in groups}
         except Exception as exc:
             self._fail_oracle_items(items, exc)
-            todo, oracle_jobs = {}, {}
+            todo, groups = {}, []
+        oracle_jobs: dict[tuple[str, ...], tuple[Job, str]] = {}  # built when started
         ready: list[tuple[float, int, str, Any]] = []
         seq = itertools.count()
-        for group in oracle_jobs:
+        for group in groups:
             heapq.heappush(ready, (-math.inf, next(seq), "oracle", group))
 
         def enqueue(item: _Item) -> None:
@@ -552,6 +553,12 @@ class CodeVerifier(Verifier):
                         if len(group) > 1:
                             job = self._batch_job(group)
                             running[pool.submit(backend.run, job)] = ("batch", group)
+                            continue
+                    if kind == "oracle" and what not in oracle_jobs:
+                        try:
+                            oracle_jobs[what] = self._oracle_group_job([todo[k] for k in what])
+                        except Exception as exc:
+                            self._fail_oracle_items([i for i in items if i.oracle_key in what], exc)
                             continue
                     job = oracle_jobs[what][0] if kind == "oracle" else what.job
                     running[pool.submit(backend.run, job)] = (kind, what)
@@ -741,21 +748,13 @@ class CodeVerifier(Verifier):
             sets.append(("plus", _as_list(ref["plus_input"])))
         return sets
 
-    def _oracle_key(self, ref: Mapping[str, Any]) -> str:
+    def _oracle_key(self, reference: str) -> str:
         """The cache key of a reference's outputs *and run times*: the times set the per-input
-        limits, so they are only reused on the same kind of machine and backend."""
-        blob = json.dumps(
-            {
-                "v": _ORACLE_VERSION,
-                "canonical": ref["canonical"],
-                "entry_point": ref["entry_point"],
-                "sets": self._sets(ref),
-                "host": _host_signature(),
-                "backend": self.config.backend,
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()
+        limits, so they are only reused on the same kind of machine and backend. The whole
+        reference text is hashed (it holds the program and every input; re-encoding them
+        cost ~0.5 ms a problem)."""
+        head = f"v{_ORACLE_VERSION}\0{_host_signature()}\0{self.config.backend}\0"
+        return hashlib.sha256((head + reference).encode("utf-8", "surrogatepass")).hexdigest()
 
     def _cache_path(self, key: str) -> Path:
         root = Path(self.config.cache_dir) if self.config.cache_dir else _default_cache_dir()
