@@ -294,8 +294,7 @@ def render(report: dict[str, Any]) -> str:
         f"machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['memory_gib']} GiB, "
         f"{m['os']}, Python {m['python']}, evalplus {m['evalplus']}",
         f"load average at start: {m['load_average']} (a shared machine adds noise)",
-        f"brite: {m['brite_isolation']}; programs per sandbox job: "
-        f"{m.get('brite_batch_size', 1)}",
+        f"brite: {m['brite_isolation']}; programs per sandbox job: {m.get('brite_batch_size', 1)}",
         "",
         f"{'phase':<6} {'brite s':>9} {'evalplus s':>11} {'ratio':>7}   "
         f"{'brite pass base/plus':>21} {'evalplus pass base/plus':>24} {'agree base/plus':>16}",
