@@ -391,8 +391,16 @@ def _verifier_throughput(res: Mapping[str, Any]) -> Extracted:
 def _sandbox_humanevalplus(res: Mapping[str, Any]) -> Extracted:
     tasks = int(res["tasks"])
     out: list[Comparison] = []
+    floor = res.get("floor")
     for phase, p in res["phases"].items():
         ag = p["agreement"]
+        floor_note = ""
+        if floor:
+            f = float(floor["parallel_s"]) * (2 if phase == "cold" else 1)
+            floor_note = (
+                f"; floor (the solutions alone, bare) {f:.2f} s = "
+                f"{f / float(p['evalplus_s']):.3f}x evalplus"
+            )
         out.append(
             Comparison(
                 benchmark="sandbox_humanevalplus",
@@ -406,7 +414,7 @@ def _sandbox_humanevalplus(res: Mapping[str, Any]) -> Extracted:
                     f"verdicts agree on base {ag['base_agree']}/{ag['tasks']}, plus "
                     f"{ag['plus_agree']}/{ag['tasks']}; pass base/plus: brite "
                     f"{p['brite_pass'][0]}/{p['brite_pass'][1]}, evalplus "
-                    f"{p['evalplus_pass'][0]}/{p['evalplus_pass'][1]}"
+                    f"{p['evalplus_pass'][0]}/{p['evalplus_pass'][1]}{floor_note}"
                 ),
             )
         )

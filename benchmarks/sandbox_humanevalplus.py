@@ -19,6 +19,10 @@ to 20 s after the work is done, is excluded). Verdicts are compared per task, ba
 (plus meaning base and extra inputs, as evalplus's HumanEval+ score counts it); a task where
 evalplus 0.3.1 is known to be wrong (:data:`KNOWN_EVALPLUS_DEFECTS`) is reported separately.
 
+A *floor* row runs the canonical solutions alone, bare (no sandbox, no process per problem,
+nothing kept or checked), split over the same number of processes: the time no grader can
+beat, and so the smallest ratio any grader could reach against this evalplus run.
+
 For reference, a last row times evalplus the way its README runs it: the ``evalplus.evaluate``
 command with its own defaults (``--parallel`` = half the CPUs), cold, as a whole process
 (start-up and its exit wait included), against brite's cold grading with its defaults.
@@ -28,8 +32,8 @@ sandboxed interpreter forking each job into fresh namespaces); ``--fork-server o
 the plain path (one sandbox and interpreter start-up per program) instead.
 
     python -m benchmarks.sandbox_humanevalplus [--data PATH] [--concurrency N] [--limit N]
-        [--rounds R] [--no-warm] [--no-cli] [--fork-server auto|on|off] [--batch-size N]
-        [--json OUT]
+        [--rounds R] [--no-warm] [--no-cli] [--no-floor] [--fork-server auto|on|off]
+        [--batch-size N] [--json OUT]
 """
 
 from __future__ import annotations
@@ -80,6 +84,46 @@ with open(args["timing"], "w") as fh:
 sys.stdout.flush()
 sys.stderr.flush()
 os._exit(0)  # evalplus leaves a non-daemon thread sleeping in 20 s steps: do not wait for it
+"""
+
+
+_FLOOR_DRIVER = r"""
+import json, os, sys, time
+args = json.loads(open(sys.argv[1], encoding="utf-8").read())
+problems, workers = args["problems"], args["workers"]
+
+def run(indices):
+    for i in indices:
+        code, entry_point, sets = problems[i]
+        namespace = {}
+        exec(compile(code, "solution.py", "exec"), namespace)
+        fn = namespace[entry_point]
+        for inputs in sets:
+            for inp in inputs:
+                fn(*inp)
+
+times = []
+for i in range(len(problems)):
+    start = time.perf_counter()
+    run([i])
+    times.append(time.perf_counter() - start)
+bins, loads = [[] for _ in range(workers)], [0.0] * workers
+for i in sorted(range(len(problems)), key=lambda i: -times[i]):  # longest first, least loaded
+    k = loads.index(min(loads))
+    bins[k].append(i)
+    loads[k] += times[i]
+start = time.perf_counter()
+pids = []
+for b in bins:
+    pid = os.fork()
+    if pid == 0:
+        run(b)
+        os._exit(0)
+    pids.append(pid)
+for pid in pids:
+    os.waitpid(pid, 0)
+parallel = time.perf_counter() - start
+print(json.dumps({"serial_s": sum(times), "parallel_s": parallel}))
 """
 
 
@@ -185,6 +229,34 @@ def run_brite(
     base, plus = brite_statuses(verdicts, ids)
     failed = {i: v.reason for i, v in zip(ids, verdicts, strict=True) if not v.correct}
     return Run("brite", phase, seconds, base, plus, {"failed": failed})
+
+
+def run_floor(task: HumanEvalPlus, workers: int) -> dict[str, float]:
+    """What no grader can beat: every canonical solution called on all its inputs, bare (no
+    sandbox, no process per problem, no output kept or checked), once one after the other
+    (the time per problem also orders the split) and once split over ``workers`` processes,
+    longest first, each to the least loaded. A cold pass runs each function twice (the
+    reference, then the candidate), so its floor is twice the parallel time."""
+    problems = []
+    for p in task.problems:
+        ref = json.loads(p.verifier_reference)
+        sets = [ref["base_input"]] + ([] if ref.get("base_only") else [ref["plus_input"]])
+        sets = [json.loads(x) if isinstance(x, str) else x for x in sets]
+        problems.append([ref["canonical"], ref["entry_point"], sets])
+    with tempfile.TemporaryDirectory(prefix="brite-floor-") as work:
+        spec = Path(work) / "floor.json"
+        spec.write_text(json.dumps({"problems": problems, "workers": workers}))
+        proc = subprocess.run(
+            [sys.executable, "-c", _FLOOR_DRIVER, str(spec)],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise RuntimeError(f"the floor run failed: {(proc.stderr or proc.stdout)[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"serial_s": float(out["serial_s"]), "parallel_s": float(out["parallel_s"])}
 
 
 # -- evalplus --------------------------------------------------------------------------------
@@ -315,6 +387,17 @@ def render(report: dict[str, Any]) -> str:
             f"(evalplus command with its defaults: --parallel {cli['evalplus_parallel']}, whole "
             "process; brite cold as above)"
         )
+    floor = report.get("floor")
+    if floor:
+        for phase in report["phases"]:
+            f = floor["parallel_s"] * (2 if phase == "cold" else 1)
+            e_s = report["phases"][phase]["evalplus_s"]
+            lines.append(
+                f"{'floor':<6} {f:>9.2f} {e_s:>11.2f} {f / e_s:>7.3f}   "
+                f"({phase}: the canonical solutions alone, bare, in "
+                f"{report['concurrency']} processes{', twice' if phase == 'cold' else ''}: "
+                "no grader can be faster)"
+            )
     for task_id, why in KNOWN_EVALPLUS_DEFECTS.items():
         lines.append(f"known evalplus defect {task_id}: {why}")
     lines.append("")
@@ -353,6 +436,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         choices=("auto", "on", "off"),
         default="auto",
         help="brite's process backend: through its fork server (auto/on) or the plain way",
+    )
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the floor run (the canonical solutions alone, bare)",
     )
     parser.add_argument(
         "--batch-size",
@@ -443,6 +531,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "brite_failed": b[-1].extra["failed"],
                 "evalplus_failed": e[-1].extra["failed"],
             }
+        if not args.no_floor:
+            report["floor"] = run_floor(task, args.concurrency)
+            print(f"floor (bare, {args.concurrency} processes): {report['floor']}", flush=True)
         if not args.no_cli:
             cli_s = run_evalplus_cli(dataset, samples, ep_cache)
             print(f"evalplus command with its defaults (cold): {cli_s:.2f} s", flush=True)
