@@ -247,7 +247,7 @@ def _number_list_digest(x: list[object] | tuple[object, ...]) -> tuple[str, bool
         return None
     h = hashlib.sha256()
     h.update((b"L" if type(x) is list else b"T") + b"%d[" % len(x))
-    _feed_ints(h, ints)
+    _feed_ints(h, ints)  # type: ignore[arg-type]
     h.update(b"]")
     return h.hexdigest(), True
 

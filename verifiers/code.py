@@ -398,6 +398,31 @@ def _describe_error(err: Mapping[str, Any] | None) -> str:
     return text
 
 
+_Ready = tuple[float, int, str, Any]
+"""A job waiting in ``_run_pipelined``'s heap: (-expected seconds, order, kind, what)."""
+
+
+def _batchable(entry: _Ready) -> bool:
+    item = entry[3]
+    return entry[2] == "grade" and not item.alone and item.ref["kind"] == "humanevalplus"
+
+
+def _take_batch(first: _Ready, ready: list[_Ready], size: int) -> list[_Item]:
+    """``first``'s program and the next ready ones that share its batch: the slowest first,
+    as for single jobs, while their expected run times sum to ``BATCH_MAX_COST_S`` (a slow
+    program gets a job of its own). Empty when ``first`` is not a batchable program."""
+    if size <= 1 or not _batchable(first):
+        return []
+    group, cost = [first[3]], -first[0]
+    while ready and len(group) < size and _batchable(ready[0]):
+        if cost - ready[0][0] > BATCH_MAX_COST_S:
+            break
+        neg, _, _, item = heapq.heappop(ready)
+        group.append(item)
+        cost -= neg
+    return group
+
+
 class CodeVerifier(Verifier):
     """Grades code completions by running them with the task's tests in the sandbox."""
 
@@ -512,10 +537,10 @@ class CodeVerifier(Verifier):
             self._fail_oracle_items(items, exc)
             todo, groups = {}, []
         oracle_jobs: dict[tuple[str, ...], tuple[Job, str]] = {}  # built when started
-        ready: list[tuple[float, int, str, Any]] = []
+        ready: list[_Ready] = []
         seq = itertools.count()
-        for group in groups:
-            heapq.heappush(ready, (-math.inf, next(seq), "oracle", group))
+        for keys_of_job in groups:
+            heapq.heappush(ready, (-math.inf, next(seq), "oracle", keys_of_job))
 
         def enqueue(item: _Item) -> None:
             self._guarded(item, self._make_job, item)
@@ -526,34 +551,17 @@ class CodeVerifier(Verifier):
             if item.verdict is None and item.oracle_key not in todo:
                 enqueue(item)
         batch = self._batch_size(backend)
-
-        def batchable(entry: tuple[float, int, str, Any]) -> bool:
-            item = entry[3]
-            return entry[2] == "grade" and not item.alone and item.ref["kind"] == "humanevalplus"
-
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grade") as pool:
             running: dict[Future[ExecResult], tuple[str, Any]] = {}
             while ready or running:
                 while ready and len(running) < workers:
                     entry = heapq.heappop(ready)
                     _, _, kind, what = entry
-                    if batch > 1 and batchable(entry):
-                        # The slowest first, as for single jobs; a batch gathers the next ones
-                        # while their expected run time stays small.
-                        group, cost = [what], -entry[0]
-                        while (
-                            ready
-                            and len(group) < batch
-                            and batchable(ready[0])
-                            and cost - ready[0][0] <= BATCH_MAX_COST_S
-                        ):
-                            neg, _, _, other = heapq.heappop(ready)
-                            group.append(other)
-                            cost -= neg
-                        if len(group) > 1:
-                            job = self._batch_job(group)
-                            running[pool.submit(backend.run, job)] = ("batch", group)
-                            continue
+                    programs = _take_batch(entry, ready, batch)
+                    if len(programs) > 1:
+                        job = self._batch_job(programs)
+                        running[pool.submit(backend.run, job)] = ("batch", programs)
+                        continue
                     if kind == "oracle" and what not in oracle_jobs:
                         try:
                             oracle_jobs[what] = self._oracle_group_job([todo[k] for k in what])
@@ -571,17 +579,10 @@ class CodeVerifier(Verifier):
                         self._guarded(what, self._judge, what, result)
                         continue
                     if kind == "batch":
-                        for item in what:
-                            out = _parse_result(result.stdout, item.nonce)
-                            if out is None:  # the batch ended before it: grade it on its own
-                                item.alone = True
-                                heapq.heappush(
-                                    ready, (-self._expected_cost(item), next(seq), "grade", item)
-                                )
-                                continue
-                            elapsed = out.get("elapsed_s")
-                            item.run_s = float(elapsed) if isinstance(elapsed, float) else 0.0
-                            self._guarded(item, self._judge_output, item, out)
+                        for item in self._accept_batch(what, result):  # graded again alone
+                            heapq.heappush(
+                                ready, (-self._expected_cost(item), next(seq), "grade", item)
+                            )
                         continue
                     group: tuple[str, ...] = what
                     try:
@@ -642,6 +643,21 @@ class CodeVerifier(Verifier):
             memory_mb=memory,
             env={NONCE_VAR: uuid.uuid4().hex},
         )
+
+    def _accept_batch(self, group: Sequence[_Item], result: ExecResult) -> list[_Item]:
+        """Verdicts for the batch's programs that have a result line; the others (the batch
+        ended before them), marked to be graded again in a job of their own."""
+        lost = []
+        for item in group:
+            out = _parse_result(result.stdout, item.nonce)
+            if out is None:
+                item.alone = True
+                lost.append(item)
+                continue
+            elapsed = out.get("elapsed_s")
+            item.run_s = float(elapsed) if isinstance(elapsed, float) else 0.0
+            self._guarded(item, self._judge_output, item, out)
+        return lost
 
     def _expected_cost(self, item: _Item) -> float:
         """Seconds the candidate's job should take: the reference's run time (HumanEval+)."""
