@@ -390,6 +390,8 @@ def _verifier_throughput(res: Mapping[str, Any]) -> Extracted:
 
 def _sandbox_humanevalplus(res: Mapping[str, Any]) -> Extracted:
     tasks = int(res["tasks"])
+    batch = int(res.get("machine", {}).get("brite_batch_size", 1))
+    batches = f", batches of {batch}" if batch > 1 else ""
     out: list[Comparison] = []
     floor = res.get("floor")
     for phase, p in res["phases"].items():
@@ -404,7 +406,7 @@ def _sandbox_humanevalplus(res: Mapping[str, Any]) -> Extracted:
         out.append(
             Comparison(
                 benchmark="sandbox_humanevalplus",
-                measure=f"grade {tasks} HumanEval+ canonical solutions, {phase} caches",
+                measure=f"grade {tasks} HumanEval+ canonical solutions, {phase} caches{batches}",
                 unit="s",
                 ours=float(p["brite_s"]),
                 anchor="evalplus evaluate(), same workers",
@@ -596,6 +598,15 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         quick_args=("--limit", "8", "--rounds", "1", "--no-warm", "--no-cli"),
         modules=("evalplus",),
         data=("humanevalplus/HumanEvalPlus.jsonl.gz",),
+    ),
+    Benchmark(
+        "sandbox_humanevalplus_batched",
+        _sandbox_humanevalplus,
+        args=("--rounds", "3", "--batch-size", "16", "--no-cli"),
+        quick_args=("--limit", "8", "--rounds", "1", "--no-warm", "--no-cli", "--batch-size", "4"),
+        modules=("evalplus",),
+        data=("humanevalplus/HumanEvalPlus.jsonl.gz",),
+        module="benchmarks.sandbox_humanevalplus",
     ),
     Benchmark(
         "ppo_throughput",

@@ -185,6 +185,12 @@ def test_sandbox_extractor_times_are_lower_is_better() -> None:
         (0.1, 10.0, "lower"),
     ]
     assert "plus 163/164" in out.comparisons[0].notes
+    # With batches and a floor run, both are named: the floor as its ratio to evalplus.
+    res.update(machine={"brite_batch_size": 16}, floor={"serial_s": 11.0, "parallel_s": 5.4})
+    res.pop("cli_defaults")
+    (cold,) = perf._sandbox_humanevalplus(res).comparisons
+    assert cold.measure.endswith("cold caches, batches of 16"), cold.measure
+    assert "floor (the solutions alone, bare) 10.80 s = 0.900x evalplus" in cold.notes, cold.notes
 
 
 def test_token_step_extractor_reports_overhead_per_step() -> None:
