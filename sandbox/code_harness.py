@@ -1308,6 +1308,11 @@ def mode_io_many(spec: dict[str, object]) -> None:
         with open(os.path.join(folder, "io.json"), encoding="utf-8") as fh:
             io_text = fh.read()
         loaded.append((source, io_text, os.open(os.path.join(folder, "expected.b64"), os.O_RDONLY)))
+    # What each program's own job would have had: its TMPDIR (in the working directory).
+    tmpdir = os.environ.get("TMPDIR", "")
+    tmpdir = tmpdir if tmpdir and os.path.isdir(tmpdir) else ""
+    import resource  # noqa: F401  (for the programs' processes: sys.modules, not the disk)
+
     _make_undumpable()
     out = int(_STATE["out"])  # type: ignore[call-overload]
     _STATE["batch"] = True
@@ -1318,6 +1323,8 @@ def mode_io_many(spec: dict[str, object]) -> None:
                 if os.path.isdir(root):
                     _wipe(root, workdir)
             os.makedirs(workdir, exist_ok=True)
+            if tmpdir:
+                os.makedirs(tmpdir, mode=0o700, exist_ok=True)
             os.chdir(workdir)
             with open("solution.py", "w", encoding="utf-8") as fh:
                 fh.write(source)

@@ -158,6 +158,8 @@ def f(x):
     mine = {1, os.getppid(), os.getpid()}
     if any(p.isdigit() and int(p) not in mine for p in os.listdir("/proc")):
         found.add("process")
+    if not os.path.isdir(os.environ.get("TMPDIR", "/")):  # its own job's TMPDIR is there
+        found.add("no TMPDIR")
     for where in ("/tmp", "/dev/shm", "."):
         for root, dirs, files in os.walk(where):
             if set(files) - JOB_FILES:
