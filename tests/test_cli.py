@@ -51,6 +51,17 @@ def test_compose_defaults() -> None:
         compose(["env=nope"])
 
 
+@pytest.mark.parametrize("env", sorted(EXPECTED))
+def test_every_env_config_builds_its_eval_problems(env: str) -> None:
+    """``agent=eval env=X`` passes ``env.eval_split`` to the task: each shipped env config
+    must name a split its task has (a code benchmark's only split is ``test``; BigCodeBench's
+    are its prompt styles)."""
+    from agents.common import eval_problems
+
+    problems = eval_problems(compose([f"env={env}"]))
+    assert len(problems.indices) > 0 and problems.task.name == env
+
+
 def test_bad_config_value_is_reported(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["run", "agent=eval", "model=tiny", "agent.batch_size=0", f"out={tmp_path}"]) == 2
     assert "agent.batch_size must be >= 1, got 0" in capsys.readouterr().err

@@ -243,6 +243,17 @@ def test_missing_data_names_the_fix(tmp_path: Path) -> None:
         HumanEval(path=tmp_path).problems  # noqa: B018
 
 
+def test_code_benchmarks_have_one_split_and_say_so() -> None:
+    assert HumanEval(split="test").name == "humaneval"  # what the agents pass (env.eval_split)
+    for task in (HumanEval, HumanEvalPlus):
+        with pytest.raises(
+            EnvConfigError, match=r"split must be 'test' \(its only split\), got 'train'"
+        ):
+            task(split="train")
+    with pytest.raises(EnvConfigError, match="split must be 'complete' or 'instruct', got 'test'"):
+        BigCodeBench(split="test")  # type: ignore[arg-type]
+
+
 # -- HumanEval+ -------------------------------------------------------------------------------
 
 # Float outputs with atol, the find_zero oracle, huge exact outputs (digests), plain cases.

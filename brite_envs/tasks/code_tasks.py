@@ -67,11 +67,16 @@ class _CodeTask(Task):
     def __init__(
         self,
         *,
+        split: str = "test",
         path: PathLike | None = None,
         template: PromptTemplate | None = None,
         verifier_config: Mapping[str, Any] | None = None,
         verifier: Verifier | None = None,
     ) -> None:
+        if split != "test":  # the agents pass env.eval_split; these benchmarks are one split
+            raise EnvConfigError(
+                f"{type(self).__name__}: split must be 'test' (its only split), got {split!r}"
+            )
         super().__init__(template=template, verifier_config=verifier_config, verifier=verifier)
         self._path = path
 
@@ -167,6 +172,7 @@ class HumanEvalPlus(_CodeTask):
     def __init__(
         self,
         *,
+        split: str = "test",
         path: PathLike | None = None,
         base_only: bool = False,
         mini: bool = False,
@@ -175,7 +181,11 @@ class HumanEvalPlus(_CodeTask):
         verifier: Verifier | None = None,
     ) -> None:
         super().__init__(
-            path=path, template=template, verifier_config=verifier_config, verifier=verifier
+            split=split,
+            path=path,
+            template=template,
+            verifier_config=verifier_config,
+            verifier=verifier,
         )
         if not isinstance(base_only, bool) or not isinstance(mini, bool):
             raise EnvConfigError(
