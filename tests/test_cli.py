@@ -62,6 +62,21 @@ def test_every_env_config_builds_its_eval_problems(env: str) -> None:
     assert len(problems.indices) > 0 and problems.task.name == env
 
 
+def test_run_tiny_model_on_a_code_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A code env through the agent, its verifier options passed as task arguments."""
+    monkeypatch.setenv("BRITE_CACHE_DIR", str(tmp_path / "cache"))
+    rc = main(
+        ["run", "agent=eval", "model=tiny", "env=humanevalplus", "env.eval_size=3",
+         "agent.max_new_tokens=8", "+env.task_kwargs.verifier_config={batch_size: 4}",
+         f"out={tmp_path / 'run'}"]
+    )  # fmt: skip
+    assert rc == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    rows = [json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert metrics["n"] == 3 == len(rows)
+    assert {r["problem_id"] for r in rows} == {f"HumanEval/{i}" for i in range(3)}
+
+
 def test_bad_config_value_is_reported(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["run", "agent=eval", "model=tiny", "agent.batch_size=0", f"out={tmp_path}"]) == 2
     assert "agent.batch_size must be >= 1, got 0" in capsys.readouterr().err

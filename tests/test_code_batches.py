@@ -161,7 +161,10 @@ def f(x):
     if not os.path.isdir(os.environ.get("TMPDIR", "/")):  # its own job's TMPDIR is there
         found.add("no TMPDIR")
     for where in ("/tmp", "/dev/shm", "."):
+        dev = os.stat(where).st_dev
         for root, dirs, files in os.walk(where):
+            # Not the sandbox's read-only mounts (a virtualenv under /tmp, say): not writable.
+            dirs[:] = [d for d in dirs if os.lstat(os.path.join(root, d)).st_dev == dev]
             if set(files) - JOB_FILES:
                 found.add("file")
             if any("locked" in d for d in dirs):
