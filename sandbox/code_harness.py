@@ -23,6 +23,8 @@ Modes
   (large exact-match outputs are reduced to a digest).
 * ``io_oracle_many``: ``io_oracle`` for several references in one job, each in a forked child
   with its own time limit (one sandbox start-up for many problems).
+* ``many``: several ``io`` and ``check`` programs one after another in one job (a batch),
+  each in its own process with everything it left removed before the next.
 * ``unittest``: BigCodeBench style; exec ``tests.py`` in the candidate's module and run its
   ``TestCases``.
 """
@@ -68,7 +70,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _Reported(BaseException):
-    """One program's outcome in an ``io_many`` judge, which goes on to the next program."""
+    """One program's outcome in a batch's (``many``) judge, which goes on to the next program."""
 
     def __init__(self, fields: dict[str, object]) -> None:
         super().__init__(str(fields.get("outcome")))
@@ -78,13 +80,17 @@ class _Reported(BaseException):
 def report(outcome: str, **fields: object) -> None:
     """Write the single result line and exit at once (no candidate atexit hooks run). In a
     candidate's process forked by a judge, the outcome goes to the judge instead; in an
-    ``io_many`` judge it ends the current program only."""
+    batch's (``many``) judge it ends the current program only."""
     to_judge = _STATE.get("stop")
     if callable(to_judge):
         to_judge(outcome, **fields)
     fields["outcome"] = outcome
     if _STATE.get("batch"):
-        raise _Reported(fields)
+        # The first outcome stands: the exception ends the program's grading, but it passes
+        # through the tests' own code (``check``), which may catch it and go on.
+        if _STATE.get("reported") is None:
+            _STATE["reported"] = fields
+        raise _Reported(_STATE["reported"])  # type: ignore[arg-type]
     line = f"\n{RESULT_PREFIX} {_STATE['nonce']} {_dumps(fields, default=repr)}\n".encode()
     _write_all(_STATE["out"], line)  # type: ignore[arg-type]
     _exit(0)
@@ -406,18 +412,28 @@ def mode_check(spec: dict[str, object]) -> None:
     program can therefore fail or hang its calls, but cannot pass ``check`` by reporting it
     passed, rewriting the tests or exiting early.
     """
-    path = os.path.abspath("tests.py")
-    with open(path, encoding="utf-8") as fh:
+    with open("tests.py", encoding="utf-8") as fh:
         tests = fh.read()
     with open("prompt.py", encoding="utf-8") as fh:
         prompt = fh.read()
     _make_undumpable()
+    _judge_check(spec, tests, prompt)
+
+
+def _judge_check(spec: dict[str, object], tests: str, prompt: str) -> None:
+    """Grade one program (see :func:`mode_check`); ends by :func:`report`. With ``timeout_s``
+    in the spec (a batch) the judge enforces the program's whole wall-clock limit."""
+    path = os.path.abspath("tests.py")
+    cap = spec.get("timeout_s")
+    end = math.inf if cap is None else _perf() + float(cap)  # type: ignore[arg-type]
     r, w = os.pipe()
     calls_r, calls_w = os.pipe()
     pid = os.fork()
     if pid == 0:
+        _STATE["batch"] = False
         _keep_only({w, calls_r})
-        _drop_privileges()
+        _drop_privileges(batch=cap is not None)
+        _own_cpu_limit(cap)
         try:
             _serve_calls(spec, calls_r, _Frames(w))
         except BaseException as exc:
@@ -434,7 +450,9 @@ def mode_check(spec: dict[str, object]) -> None:
         report(outcome, **fields)
 
     def receive() -> tuple[bytes, bytes]:
-        frame = frames.next(math.inf)
+        frame = frames.next(end)
+        if frame is None and _perf() >= end:  # a batch's own limit for the program
+            stop("timeout", program_limit_s=cap)
         if frame is None:
             msg = f"the program ended its process ({_child_exit(pid)})"
             stop("failed", error={"type": "ProcessExit", "message": msg})
@@ -554,7 +572,7 @@ def _drop_privileges(*, batch: bool = False) -> None:
     reach even where the sandbox maps it to root) and cannot regain one through execve; it
     gets a session of its own and cannot signal or reschedule the judge (its parent). In a
     batch it also cannot create the kernel objects that would outlive it in the job's
-    namespaces (see :func:`mode_io_many`)."""
+    namespaces (see :func:`mode_many`)."""
     judge = os.getppid()
     libc = _libc()
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:  # type: ignore[attr-defined]
@@ -918,9 +936,19 @@ def mode_io(spec: dict[str, object]) -> None:
     _judge_io(spec, io_sets, expected_fd)
 
 
+def _own_cpu_limit(cap: object) -> None:
+    """In a batch, the program's process gets the CPU limit its own job would have had (the
+    sandbox's is the whole batch's)."""
+    if cap is not None:
+        import resource
+
+        seconds = math.ceil(float(cap)) + 1  # type: ignore[arg-type]
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+
+
 def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd: int) -> None:
     """Grade one program (see :func:`mode_io`); ends by :func:`report`. With ``timeout_s`` in
-    the spec (``io_many``) the judge also enforces the program's whole wall-clock limit,
+    the spec (a batch: ``many``) the judge also enforces the program's whole wall-clock limit,
     which is otherwise the sandbox's."""
     names: list[str] = spec["sets"]  # type: ignore[assignment]
     limits: list[list[float]] = spec["time_limits"]  # type: ignore[assignment]
@@ -933,11 +961,7 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
         _STATE["batch"] = False
         _keep_only({w, answers_r})  # not the expected outputs, the real stdout or the read end
         _drop_privileges(batch=cap is not None)
-        if cap is not None:  # the sandbox's CPU limit is the whole batch's
-            import resource
-
-            seconds = math.ceil(float(cap)) + 1  # type: ignore[arg-type]
-            resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+        _own_cpu_limit(cap)
         try:
             _run_candidate(spec, io_sets, _Frames(w, answers_r, check_plain=False))
         except BaseException as exc:
@@ -1039,7 +1063,7 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
         frame = frames.next(deadline)
         if frame is None:
             if _perf() >= deadline:
-                if deadline == end and end < math.inf:  # the program's whole limit (io_many)
+                if deadline == end and end < math.inf:  # the program's whole limit (a batch)
                     at = where(*flat[done]) if loaded_at < math.inf and done < len(flat) else {}
                     stop("timeout", **at, program_limit_s=cap)
                 s, i = flat[done] if done < len(flat) else flat[-1]
@@ -1280,10 +1304,27 @@ def _end_processes(judge: int, budget_s: float = 2.0) -> None:
         time.sleep(0.0002)
 
 
-def mode_io_many(spec: dict[str, object]) -> None:
-    """Several HumanEval+ programs graded one after another in one sandbox job, each as in
-    ``io`` (its own process, its own per-input and whole limits), with a result line per
-    program under that program's nonce, written as soon as it is judged.
+def _load_program(prog: dict[str, object]) -> dict[str, object]:
+    """A batch program's files, read (its expected outputs opened: read only once its
+    process is forked, as in ``io``)."""
+    folder = str(prog["dir"])
+    names = {"io": ("solution.py", "io.json"), "check": ("solution.py", "tests.py", "prompt.py")}
+    kind = str(prog["mode"])
+    if kind not in names:
+        raise ValueError(f"a batch grades 'io' and 'check' programs, not {kind!r}")
+    files: dict[str, object] = {}
+    for name in names[kind]:
+        with open(os.path.join(folder, name), encoding="utf-8") as fh:
+            files[name] = fh.read()
+    if kind == "io":
+        files["expected_fd"] = os.open(os.path.join(folder, "expected.b64"), os.O_RDONLY)
+    return files
+
+
+def mode_many(spec: dict[str, object]) -> None:
+    """Several programs (``io`` or ``check``) graded one after another in one sandbox job,
+    each as in its own job (its own process, limits and whole wall-clock limit), with a
+    result line per program under that program's nonce, written as soon as it is judged.
 
     Nothing of one program reaches the next: the judge reads every program's files into
     memory (expected outputs stay unread behind descriptors the programs do not inherit)
@@ -1297,17 +1338,10 @@ def mode_io_many(spec: dict[str, object]) -> None:
     """
     judge = os.getpid()
     if judge != 2:  # kill(-1) anywhere else would reach processes that are not the job's
-        raise RuntimeError(f"io_many needs the job's own PID namespace (pid {judge}, not 2)")
+        raise RuntimeError(f"a batch needs the job's own PID namespace (pid {judge}, not 2)")
     workdir = os.getcwd()
     programs: list[dict[str, object]] = spec["programs"]  # type: ignore[assignment]
-    loaded: list[tuple[str, str, int]] = []
-    for prog in programs:
-        folder = str(prog["dir"])
-        with open(os.path.join(folder, "solution.py"), encoding="utf-8") as fh:
-            source = fh.read()
-        with open(os.path.join(folder, "io.json"), encoding="utf-8") as fh:
-            io_text = fh.read()
-        loaded.append((source, io_text, os.open(os.path.join(folder, "expected.b64"), os.O_RDONLY)))
+    loaded = [_load_program(prog) for prog in programs]
     # What each program's own job would have had: its TMPDIR (in the working directory).
     tmpdir = os.environ.get("TMPDIR", "")
     tmpdir = tmpdir if tmpdir and os.path.isdir(tmpdir) else ""
@@ -1318,7 +1352,7 @@ def mode_io_many(spec: dict[str, object]) -> None:
     _STATE["batch"] = True
     try:
         for n, prog in enumerate(programs):
-            source, io_text, expected_fd = loaded[n]
+            files = loaded[n]
             for root in ("/tmp", "/dev/shm", workdir):
                 if os.path.isdir(root):
                     _wipe(root, workdir)
@@ -1326,21 +1360,32 @@ def mode_io_many(spec: dict[str, object]) -> None:
             if tmpdir:
                 os.makedirs(tmpdir, mode=0o700, exist_ok=True)
             os.chdir(workdir)
-            with open("solution.py", "w", encoding="utf-8") as fh:
-                fh.write(source)
+            for name, text in files.items():  # as in the program's own job (tracebacks too)
+                if name.endswith((".py", ".json")):
+                    with open(name, "w", encoding="utf-8") as fh:
+                        fh.write(str(text))
             started = _perf()
+            _STATE["reported"] = None
             try:
-                _judge_io(prog, json.loads(io_text), expected_fd)
+                if prog["mode"] == "io":
+                    io_sets = json.loads(str(files["io.json"]))
+                    _judge_io(prog, io_sets, int(files["expected_fd"]))  # type: ignore[call-overload]
+                else:
+                    _judge_check(prog, str(files["tests.py"]), str(files["prompt.py"]))
                 fields: dict[str, object] = {"outcome": "harness_error"}  # never reached
             except _Reported as done:
                 fields = done.fields
             except Exception as exc:  # a bug of ours in this program's grading
                 fields = {"outcome": "harness_error", "error": error_info(exc)}
+            first = _STATE.get("reported")
+            if isinstance(first, dict):  # what the judge reported first, whatever came after
+                fields = first
             fields["elapsed_s"] = _perf() - started
             line = f"\n{RESULT_PREFIX} {prog['nonce']} {_dumps(fields, default=repr)}\n"
             _write_all(out, line.encode())
             _end_processes(judge)
-            _keep_only({out, *(fd for _, _, fd in loaded[n + 1 :])})  # this program's pipes
+            later = [f["expected_fd"] for f in loaded[n + 1 :] if "expected_fd" in f]
+            _keep_only({out, *later})  # type: ignore[arg-type]  # closes this program's pipes
     finally:
         _STATE["batch"] = False  # a failure from here on is the whole batch's (main reports it)
     _exit(0)
@@ -1351,7 +1396,7 @@ MODES = {
     "io": mode_io,
     "io_oracle": mode_io_oracle,
     "io_oracle_many": mode_io_oracle_many,
-    "io_many": mode_io_many,
+    "many": mode_many,
     "unittest": mode_unittest,
 }
 

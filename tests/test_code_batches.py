@@ -81,6 +81,65 @@ def test_batched_verdicts_are_the_one_job_per_program_verdicts(tmp_path: Path) -
     assert all(0 < v.elapsed_s < 30 for v in many)
 
 
+ADD = json.dumps(
+    {
+        "kind": "humaneval",
+        "prompt": 'def add(a: int, b: int) -> int:\n    """Add two numbers."""\n',
+        "entry_point": "add",
+        "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n"
+        "    assert candidate(-1, 1) == 0\n",
+    }
+)
+CHECK_CASES = [
+    (_code("def add(a, b):\n    return a + b"), ADD, Status.CORRECT),
+    (_code("def add(a, b):\n    return a - b"), ADD, Status.INCORRECT),
+    (_code("def add(a, b):\n    raise KeyError(a)"), ADD, Status.INCORRECT),
+    (_code("def add(a, b):\n    return {a, b}.__iter__()"), ADD, Status.INCORRECT),
+    (_code("import os\nos._exit(0)\ndef add(a, b):\n    return a + b"), ADD, Status.INCORRECT),
+    (_code("def add(a, b):\n    while True:\n        pass"), ADD, Status.TIMEOUT),
+]
+
+
+def test_humaneval_programs_batch_too_beside_humanevalplus_ones(tmp_path: Path) -> None:
+    """``check`` programs share batches with ``io`` ones; the same verdicts as alone (the
+    reasons too, but for the hanging program: its batch names its own limit)."""
+    _fork_server_backend()
+    cases = [*CHECK_CASES, *CASES[:2]]
+    completions = [c for c, _, _ in cases]
+    references = [r for _, r, _ in cases]
+    options = {"cache_dir": str(tmp_path), "timeout_s": 2, "min_time_limit_s": 0.5}
+    one = CodeVerifier(**options).verify_many(completions, references)
+    many = CodeVerifier(**options, batch_size=16).verify_many(completions, references)
+    assert [v.status for v in one] == [x for _, _, x in cases], [v.reason for v in one]
+    assert [v.status for v in many] == [v.status for v in one], [v.reason for v in many]
+    for a, b in zip(one, many, strict=True):
+        if a.status is not Status.TIMEOUT:
+            assert a.reason == b.reason
+    assert "ran past its 2.0 s limit" in many[5].reason, many[5].reason
+
+
+def test_tests_that_swallow_the_end_of_a_program_cannot_turn_it_into_a_pass(
+    tmp_path: Path,
+) -> None:
+    """In a batch the judge's end of a program is an exception, and ``check`` runs the
+    dataset's code, which may catch everything: the first outcome stands all the same."""
+    _fork_server_backend()
+    swallow = json.dumps(
+        {
+            **json.loads(ADD),
+            "test": "def check(candidate):\n    for _ in range(3):\n        try:\n"
+            "            assert candidate(1, 2) == 3\n        except BaseException:\n"
+            "            pass\n",
+        }
+    )
+    hang = _code("def add(a, b):\n    while True:\n        pass")
+    right = _code("def add(a, b):\n    return a + b")
+    v = CodeVerifier(cache_dir=str(tmp_path), timeout_s=1.5, batch_size=4)
+    stuck, fine = v.verify_many([hang, right], [swallow] * 2)
+    assert stuck.status is Status.TIMEOUT, stuck.reason
+    assert fine.status is Status.CORRECT, fine.reason
+
+
 def test_a_program_hanging_while_defined_times_out_alone_in_its_batch(tmp_path: Path) -> None:
     _fork_server_backend()
     v = CodeVerifier(cache_dir=str(tmp_path), timeout_s=2, batch_size=4)
@@ -151,7 +210,7 @@ def f(x):
 _CHECKER = r"""
 import os, socket
 
-JOB_FILES = {"solution.py", "main.py", "spec.json", "io.json"}
+JOB_FILES = {"solution.py", "main.py", "spec.json", "io.json", "tests.py", "prompt.py"}
 
 def f(x):
     found = set()
@@ -215,7 +274,7 @@ class _LosingBackend(ProcessBackend):
 
     def run(self, job: Job) -> ExecResult:
         result = super().run(job)
-        if json.loads(job.files["spec.json"]).get("mode") != "io_many":
+        if json.loads(job.files["spec.json"]).get("mode") != "many":
             type(self).singles += 1
             return result
         type(self).batches += 1
@@ -263,7 +322,7 @@ def test_batch_size_is_validated() -> None:
 def test_the_batch_judge_refuses_to_run_outside_its_own_pid_namespace(tmp_path: Path) -> None:
     """It ends other programs with kill(-1): only ever as PID 2 of the job's namespace."""
     (tmp_path / "main.py").write_text(HARNESS_SOURCE)
-    (tmp_path / "spec.json").write_text(json.dumps({"mode": "io_many", "programs": []}))
+    (tmp_path / "spec.json").write_text(json.dumps({"mode": "many", "programs": []}))
     env = {**os.environ, NONCE_VAR: "n0"}
     proc = subprocess.run(
         [sys.executable, "main.py"], cwd=tmp_path, env=env, capture_output=True, text=True

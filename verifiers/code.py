@@ -59,6 +59,9 @@ BATCH_MAX_COST_S = 0.25
 """A batch takes programs, slowest first, while their references' run times sum to this."""
 BATCH_CLEANUP_S = 2.0
 """Added per program to a batch's sandbox limit (ending processes, emptying directories)."""
+_BATCHED_KINDS = ("humanevalplus", "humaneval")
+"""Whose programs share batches (the ``io`` and ``check`` modes; BigCodeBench's tests run in
+the program's own process, so each keeps a job of its own)."""
 _batch_warned: list[bool] = []
 _ORACLE_VERSION = "4"  # 2: large strings as their pickle hash; 3: int runs digested packed;
 # 4: keyed by the reference's text
@@ -99,11 +102,11 @@ class CodeVerifierConfig:
     """Where expected outputs are cached; default ``$BRITE_CACHE_DIR`` or ~/.cache/brite."""
     disk_cache: bool = True
     batch_size: int = 1
-    """HumanEval+: up to this many programs share one sandbox job, graded one after another,
-    each in its own process with its own limits; between two programs every other process
-    of the job is killed and its writable directories emptied (docs/SANDBOX.md, *Batches*).
-    Saves the sandbox's start-up per program. Needs the process backend's fork server; 1
-    (one sandbox per program, the default) without it."""
+    """HumanEval / HumanEval+: up to this many programs share one sandbox job, graded one
+    after another, each in its own process with its own limits; between two programs every
+    other process of the job is killed and its writable directories emptied (docs/SANDBOX.md,
+    *Batches*). Saves the sandbox's start-up per program. Needs the process backend's fork
+    server; 1 (one sandbox per program, the default) without it."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -404,7 +407,7 @@ _Ready = tuple[float, int, str, Any]
 
 def _batchable(entry: _Ready) -> bool:
     item = entry[3]
-    return entry[2] == "grade" and not item.alone and item.ref["kind"] == "humanevalplus"
+    return entry[2] == "grade" and not item.alone and item.ref["kind"] in _BATCHED_KINDS
 
 
 def _take_batch(first: _Ready, ready: list[_Ready], size: int) -> list[_Item]:
@@ -618,7 +621,7 @@ class CodeVerifier(Verifier):
         return size
 
     def _batch_job(self, group: Sequence[_Item]) -> Job:
-        """One sandbox job grading several HumanEval+ programs (harness mode ``io_many``),
+        """One sandbox job grading several HumanEval(+) programs (harness mode ``many``),
         each with its own single job's files, spec, nonce and limits."""
         files: dict[str, str] = {}
         programs = []
@@ -635,7 +638,7 @@ class CodeVerifier(Verifier):
             )
             timeout += job.timeout_s + BATCH_CLEANUP_S
             memory = max(memory, job.memory_mb)
-        files["spec.json"] = json.dumps({"mode": "io_many", "programs": programs})
+        files["spec.json"] = json.dumps({"mode": "many", "programs": programs})
         return Job(
             HARNESS_SOURCE,
             files=files,
