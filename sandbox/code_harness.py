@@ -1264,20 +1264,40 @@ def _empty(root: str, keep: str, dev: int) -> bool:
     (links are removed, never followed; unreadable directories are opened up, being the
     judge's uid's), except the directories leading to ``keep`` and other filesystems
     mounted there (the sandbox's read-only ones). True if ``root`` is left empty."""
+    opened = False
+
+    def open_up() -> None:  # made unreadable or read-only by the program: its own directory
+        nonlocal opened
+        if opened:
+            raise PermissionError(f"cannot empty {root}")
+        os.chmod(root, 0o700)
+        opened = True
+
+    def remove(call: Callable[[str], None], path: str) -> None:
+        try:
+            call(path)
+        except PermissionError:
+            open_up()
+            call(path)
+
     empty = True
-    for entry in os.scandir(root):
+    try:
+        entries = list(os.scandir(root))
+    except PermissionError:
+        open_up()
+        entries = list(os.scandir(root))
+    for entry in entries:
         if entry.stat(follow_symlinks=False).st_dev != dev:
             empty = False
         elif entry.is_dir(follow_symlinks=False):
-            os.chmod(entry.path, 0o700)
             if _empty(entry.path, keep, dev) and not (
                 keep == entry.path or keep.startswith(entry.path + "/")
             ):
-                os.rmdir(entry.path)
+                remove(os.rmdir, entry.path)
             else:
                 empty = False
         else:
-            os.unlink(entry.path)
+            remove(os.unlink, entry.path)
     return empty
 
 

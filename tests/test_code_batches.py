@@ -12,6 +12,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -68,13 +69,16 @@ CASES = [
 
 
 def test_batched_verdicts_are_the_one_job_per_program_verdicts(tmp_path: Path) -> None:
-    _fork_server_backend()
+    backend = _counting_backend()
     completions = [c for c, _, _ in CASES]
     references = [r for _, r, _ in CASES]
     alone = CodeVerifier(cache_dir=str(tmp_path), min_time_limit_s=0.5)
-    batched = CodeVerifier(cache_dir=str(tmp_path), min_time_limit_s=0.5, batch_size=16)
+    batched = CodeVerifier(
+        cache_dir=str(tmp_path), min_time_limit_s=0.5, batch_size=16, backend=backend
+    )
     one = alone.verify_many(completions, references)
     many = batched.verify_many(completions, references)
+    _every_batch_reported_all(len(CASES))
     assert [v.status for v in one] == [s for _, _, s in CASES], [v.reason for v in one]
     assert [v.status for v in many] == [v.status for v in one], [v.reason for v in many]
     assert [v.reason for v in many] == [v.reason for v in one]
@@ -103,13 +107,16 @@ CHECK_CASES = [
 def test_humaneval_programs_batch_too_beside_humanevalplus_ones(tmp_path: Path) -> None:
     """``check`` programs share batches with ``io`` ones; the same verdicts as alone (the
     reasons too, but for the hanging program: its batch names its own limit)."""
-    _fork_server_backend()
+    backend = _counting_backend()
     cases = [*CHECK_CASES, *CASES[:2]]
     completions = [c for c, _, _ in cases]
     references = [r for _, r, _ in cases]
     options = {"cache_dir": str(tmp_path), "timeout_s": 2, "min_time_limit_s": 0.5}
     one = CodeVerifier(**options).verify_many(completions, references)
-    many = CodeVerifier(**options, batch_size=16).verify_many(completions, references)
+    many = CodeVerifier(**options, batch_size=16, backend=backend).verify_many(
+        completions, references
+    )
+    _every_batch_reported_all(len(cases))
     assert [v.status for v in one] == [x for _, _, x in cases], [v.reason for v in one]
     assert [v.status for v in many] == [v.status for v in one], [v.reason for v in many]
     for a, b in zip(one, many, strict=True):
@@ -186,6 +193,9 @@ def f(x):
             fh.write(text)
     os.makedirs("/tmp/locked/inner", exist_ok=True)
     os.chmod("/tmp/locked", 0)
+    os.makedirs("/tmp/locked-ro")
+    open("/tmp/locked-ro/kept", "w").close()
+    os.chmod("/tmp/locked-ro", 0o500)
     tcp = socket.socket()
     tcp.bind(("127.0.0.1", 47831))
     tcp.listen()
@@ -250,12 +260,13 @@ def f(x):
 def test_nothing_a_program_leaves_reaches_the_next_in_its_batch(tmp_path: Path) -> None:
     if platform.machine() != "x86_64":
         pytest.skip(f"the batch's seccomp filter is x86_64 only; this is {platform.machine()}")
-    _fork_server_backend()
+    backend = _counting_backend()
     ref = _ref("def f(x):\n    return 'clean'\n", [[1]])
-    v = CodeVerifier(cache_dir=str(tmp_path), batch_size=8)
+    v = CodeVerifier(cache_dir=str(tmp_path), batch_size=8, backend=backend)
     planter, *checkers = v.verify_many(
         [_code(_PLANTER), _code(_CHECKER), _code(_CHECKER)], [ref] * 3
     )
+    assert _CountingBackend.batches == [(3, 3)]  # one batch, which reported all three
     assert planter.status is Status.CORRECT, planter.reason  # it planted, and was refused
     for checker in checkers:
         assert checker.status is Status.CORRECT, checker.reason
@@ -264,6 +275,36 @@ def test_nothing_a_program_leaves_reaches_the_next_in_its_batch(tmp_path: Path) 
     seen = v.verify(both, ref)
     assert seen.status is Status.INCORRECT, seen.reason
     assert "['file', 'listener', 'locked', 'module', 'process']" in seen.reason, seen.reason
+
+
+class _CountingBackend(ProcessBackend):
+    """Records, for every batch job, how many programs it had and how many it reported (a
+    batch that failed as a whole would go unnoticed otherwise: its programs are graded again
+    alone, with the same verdicts)."""
+
+    batches: ClassVar[list[tuple[int, int]]] = []
+
+    def run(self, job: Job) -> ExecResult:
+        result = super().run(job)
+        spec = json.loads(job.files["spec.json"])
+        if spec.get("mode") == "many":
+            reported = sum(f"BRITE-RESULT {p['nonce']} " in result.stdout for p in spec["programs"])
+            type(self).batches.append((len(spec["programs"]), reported))
+        return result
+
+
+def _counting_backend() -> str:
+    _fork_server_backend()
+    if "process-counting-batches" not in sandbox.available_backends():
+        sandbox.register_backend("process-counting-batches", _CountingBackend)
+    _CountingBackend.batches.clear()
+    return "process-counting-batches"
+
+
+def _every_batch_reported_all(at_least: int) -> None:
+    done = _CountingBackend.batches
+    assert sum(n for n, _ in done) >= at_least, done
+    assert all(n == reported for n, reported in done), f"a batch failed as a whole: {done}"
 
 
 class _LosingBackend(ProcessBackend):
