@@ -70,11 +70,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _Reported(BaseException):
-    """One program's outcome in a batch's (``many``) judge, which goes on to the next program."""
-
-    def __init__(self, fields: dict[str, object]) -> None:
-        super().__init__(str(fields.get("outcome")))
-        self.fields = fields
+    """The end of one program in a batch's (``many``) judge, which goes on to the next; the
+    outcome is the first one reported (``_STATE["reported"]``)."""
 
 
 def report(outcome: str, **fields: object) -> None:
@@ -90,7 +87,7 @@ def report(outcome: str, **fields: object) -> None:
         # through the tests' own code (``check``), which may catch it and go on.
         if _STATE.get("reported") is None:
             _STATE["reported"] = fields
-        raise _Reported(_STATE["reported"])  # type: ignore[arg-type]
+        raise _Reported(outcome)
     line = f"\n{RESULT_PREFIX} {_STATE['nonce']} {_dumps(fields, default=repr)}\n".encode()
     _write_all(_STATE["out"], line)  # type: ignore[arg-type]
     _exit(0)
@@ -430,10 +427,7 @@ def _judge_check(spec: dict[str, object], tests: str, prompt: str) -> None:
     calls_r, calls_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _STATE["batch"] = False
-        _keep_only({w, calls_r})
-        _drop_privileges(batch=cap is not None)
-        _own_cpu_limit(cap)
+        _become_program({w, calls_r}, cap)
         try:
             _serve_calls(spec, calls_r, _Frames(w))
         except BaseException as exc:
@@ -936,9 +930,13 @@ def mode_io(spec: dict[str, object]) -> None:
     _judge_io(spec, io_sets, expected_fd)
 
 
-def _own_cpu_limit(cap: object) -> None:
-    """In a batch, the program's process gets the CPU limit its own job would have had (the
-    sandbox's is the whole batch's)."""
+def _become_program(keep: set[int], cap: object) -> None:
+    """The program's process, just forked by its judge: only the descriptors in ``keep``, no
+    privilege (:func:`_drop_privileges`); in a batch (``cap`` is the program's own limit) the
+    CPU limit its own job would have had, the sandbox's being the whole batch's."""
+    _STATE["batch"] = False
+    _keep_only(keep)
+    _drop_privileges(batch=cap is not None)
     if cap is not None:
         import resource
 
@@ -958,10 +956,8 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
     answers_r, answers_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _STATE["batch"] = False
-        _keep_only({w, answers_r})  # not the expected outputs, the real stdout or the read end
-        _drop_privileges(batch=cap is not None)
-        _own_cpu_limit(cap)
+        # Not the expected outputs, the real stdout or the read end.
+        _become_program({w, answers_r}, cap)
         try:
             _run_candidate(spec, io_sets, _Frames(w, answers_r, check_plain=False))
         except BaseException as exc:
@@ -1324,21 +1320,20 @@ def _end_processes(judge: int, budget_s: float = 2.0) -> None:
         time.sleep(0.0002)
 
 
-def _load_program(prog: dict[str, object]) -> dict[str, object]:
-    """A batch program's files, read (its expected outputs opened: read only once its
-    process is forked, as in ``io``)."""
+def _load_program(prog: dict[str, object]) -> tuple[dict[str, str], int]:
+    """A batch program's files, read, and its expected outputs opened (-1 for ``check``):
+    read only once its process is forked, as in ``io``."""
     folder = str(prog["dir"])
     names = {"io": ("solution.py", "io.json"), "check": ("solution.py", "tests.py", "prompt.py")}
     kind = str(prog["mode"])
     if kind not in names:
         raise ValueError(f"a batch grades 'io' and 'check' programs, not {kind!r}")
-    files: dict[str, object] = {}
+    files: dict[str, str] = {}
     for name in names[kind]:
         with open(os.path.join(folder, name), encoding="utf-8") as fh:
             files[name] = fh.read()
-    if kind == "io":
-        files["expected_fd"] = os.open(os.path.join(folder, "expected.b64"), os.O_RDONLY)
-    return files
+    expected = os.path.join(folder, "expected.b64")
+    return files, (os.open(expected, os.O_RDONLY) if kind == "io" else -1)
 
 
 def mode_many(spec: dict[str, object]) -> None:
@@ -1372,7 +1367,7 @@ def mode_many(spec: dict[str, object]) -> None:
     _STATE["batch"] = True
     try:
         for n, prog in enumerate(programs):
-            files = loaded[n]
+            files, expected_fd = loaded[n]
             for root in ("/tmp", "/dev/shm", workdir):
                 if os.path.isdir(root):
                     _wipe(root, workdir)
@@ -1381,31 +1376,30 @@ def mode_many(spec: dict[str, object]) -> None:
                 os.makedirs(tmpdir, mode=0o700, exist_ok=True)
             os.chdir(workdir)
             for name, text in files.items():  # as in the program's own job (tracebacks too)
-                if name.endswith((".py", ".json")):
-                    with open(name, "w", encoding="utf-8") as fh:
-                        fh.write(str(text))
+                with open(name, "w", encoding="utf-8") as fh:
+                    fh.write(text)
             started = _perf()
             _STATE["reported"] = None
+            error: dict[str, object] | None = None
             try:
                 if prog["mode"] == "io":
-                    io_sets = json.loads(str(files["io.json"]))
-                    _judge_io(prog, io_sets, int(files["expected_fd"]))  # type: ignore[call-overload]
+                    _judge_io(prog, json.loads(files["io.json"]), expected_fd)
                 else:
-                    _judge_check(prog, str(files["tests.py"]), str(files["prompt.py"]))
-                fields: dict[str, object] = {"outcome": "harness_error"}  # never reached
-            except _Reported as done:
-                fields = done.fields
+                    _judge_check(prog, files["tests.py"], files["prompt.py"])
+            except _Reported:
+                pass  # the first outcome reported stands, whatever came after it
             except Exception as exc:  # a bug of ours in this program's grading
-                fields = {"outcome": "harness_error", "error": error_info(exc)}
+                error = error_info(exc)
             first = _STATE.get("reported")
-            if isinstance(first, dict):  # what the judge reported first, whatever came after
-                fields = first
+            fields: dict[str, object] = (
+                first if isinstance(first, dict) else {"outcome": "harness_error", "error": error}
+            )
             fields["elapsed_s"] = _perf() - started
             line = f"\n{RESULT_PREFIX} {prog['nonce']} {_dumps(fields, default=repr)}\n"
             _write_all(out, line.encode())
             _end_processes(judge)
-            later = [f["expected_fd"] for f in loaded[n + 1 :] if "expected_fd" in f]
-            _keep_only({out, *later})  # type: ignore[arg-type]  # closes this program's pipes
+            later = {fd for _, fd in loaded[n + 1 :] if fd >= 0}
+            _keep_only({out, *later})  # closes this program's pipes
     finally:
         _STATE["batch"] = False  # a failure from here on is the whole batch's (main reports it)
     _exit(0)

@@ -129,31 +129,19 @@ class CodeVerifierConfig:
             raise VerifierConfigError(
                 f"CodeVerifierConfig.timeout_s must be a number > 0 or None, got {self.timeout_s!r}"
             )
-        if self.memory_mb is not None and (
-            isinstance(self.memory_mb, bool)
-            or not isinstance(self.memory_mb, int)
-            or self.memory_mb < 64
+        for name, minimum, optional in (
+            ("memory_mb", 64, True),
+            ("concurrency", 1, True),
+            ("batch_size", 1, False),
         ):
-            raise VerifierConfigError(
-                f"CodeVerifierConfig.memory_mb must be an int >= 64 or None, got {self.memory_mb!r}"
-            )
-        if self.concurrency is not None and (
-            isinstance(self.concurrency, bool)
-            or not isinstance(self.concurrency, int)
-            or self.concurrency < 1
-        ):
-            raise VerifierConfigError(
-                "CodeVerifierConfig.concurrency must be an int >= 1 or None, got "
-                f"{self.concurrency!r}"
-            )
-        if (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int)
-            or self.batch_size < 1
-        ):
-            raise VerifierConfigError(
-                f"CodeVerifierConfig.batch_size must be an int >= 1, got {self.batch_size!r}"
-            )
+            value = getattr(self, name)
+            if optional and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise VerifierConfigError(
+                    f"CodeVerifierConfig.{name} must be an int >= {minimum}"
+                    f"{' or None' if optional else ''}, got {value!r}"
+                )
         if self.backend not in sandbox.available_backends():
             raise VerifierConfigError(
                 f"CodeVerifierConfig.backend must be one of {sandbox.available_backends()}, "
