@@ -437,6 +437,7 @@ def _judge_check(spec: dict[str, object], tests: str, prompt: str) -> None:
     os.close(calls_r)
     frames = _FrameReader(r)
     plain = bool(spec.get("plain_outputs", True))
+    defined = False  # the program's LOADED frame came: its calls (check) are running
 
     def stop(outcome: str, **fields: object) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -446,7 +447,7 @@ def _judge_check(spec: dict[str, object], tests: str, prompt: str) -> None:
     def receive() -> tuple[bytes, bytes]:
         frame = frames.next(end)
         if frame is None and _perf() >= end:  # a batch's own limit for the program
-            stop("timeout", program_limit_s=cap)
+            stop("timeout", program_limit_s=cap, phase="run" if defined else "definition")
         if frame is None:
             msg = f"the program ended its process ({_child_exit(pid)})"
             stop("failed", error={"type": "ProcessExit", "message": msg})
@@ -485,6 +486,7 @@ def _judge_check(spec: dict[str, object], tests: str, prompt: str) -> None:
 
     if receive()[0] != _LOADED:
         stop("failed", error={"type": "Protocol", "message": "no program"})
+    defined = True
     ns: dict[str, object] = {"__name__": "__check__", "__builtins__": builtins}
     try:
         exec(_prompt_code(prompt), ns)
@@ -1061,7 +1063,8 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
             if _perf() >= deadline:
                 if deadline == end and end < math.inf:  # the program's whole limit (a batch)
                     at = where(*flat[done]) if loaded_at < math.inf and done < len(flat) else {}
-                    stop("timeout", **at, program_limit_s=cap)
+                    phase = "run" if loaded_at < math.inf else "definition"
+                    stop("timeout", **at, program_limit_s=cap, phase=phase)
                 s, i = flat[done] if done < len(flat) else flat[-1]
                 stop("timeout", **where(s, i), limit_s=limits[s][i])
             ended = _child_exit(pid)

@@ -1034,11 +1034,12 @@ class CodeVerifier(Verifier):
                 reason = f"passed {out.get('tests')}/{out.get('tests')} unittest tests"
             return self._verdict(item, Status.CORRECT, reason)
         if outcome == "timeout" and "program_limit_s" in out:  # a batch's own limit
-            where = (
-                f" (at {out.get('set')} input #{out.get('index')})"
-                if "set" in out
-                else " while being defined"
-            )
+            if "set" in out:
+                where = f" (at {out.get('set')} input #{out.get('index')})"
+            elif out.get("phase") == "definition":
+                where = " while being defined"
+            else:
+                where = " while its tests ran"
             return self._verdict(
                 item,
                 Status.TIMEOUT,
