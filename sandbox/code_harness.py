@@ -122,10 +122,6 @@ class TimeLimit(BaseException):
     """Raised by the per-input alarm; a BaseException so ``except Exception`` cannot eat it."""
 
 
-def _on_alarm(signum: int, frame: object) -> None:
-    raise TimeLimit
-
-
 def silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -834,7 +830,9 @@ class _InputClock:
     inputs a problem, most taking microseconds): the timer is armed only when no earlier
     deadline is armed already; when it fires for an input that has ended, it is re-armed for
     the running input's deadline if that one has time left, and raises :class:`TimeLimit`
-    if not. So the alarm comes exactly when the running input passes its limit."""
+    if not. So the alarm comes exactly when the running input passes its limit. A program that
+    catches the alarm or cancels the timer is ended by its judge once the whole budget has
+    passed (see :func:`_judge_io`)."""
 
     def __init__(self) -> None:
         self.deadline = math.inf  # the running (or last) input's
@@ -1112,12 +1110,14 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
         frame = frames.next(deadline)
         if frame is None:
             if _perf() >= deadline:
+                # ``done`` is the first input whose output has not come (outputs go in
+                # frames, so the program may have got further)
+                at = where(*flat[done]) if loaded_at < math.inf and done < len(flat) else {}
                 if deadline == end and end < math.inf:  # the program's whole limit (a batch)
-                    at = where(*flat[done]) if loaded_at < math.inf and done < len(flat) else {}
                     phase = "run" if loaded_at < math.inf else "definition"
                     stop("timeout", **at, program_limit_s=cap, phase=phase)
-                s, i = flat[done] if done < len(flat) else flat[-1]
-                stop("timeout", **where(s, i), limit_s=limits[s][i])
+                # the per-input alarm did not end it: caught, cancelled, or a long call in C
+                stop("timeout", **at, budget_s=round(budget, 3))
             ended = _child_exit(pid)
             if loaded_at == math.inf:  # before the program was defined
                 msg = f"the program ended its process ({ended}) while being defined"

@@ -97,3 +97,38 @@ def test_a_program_of_many_inputs_each_within_its_limit_passes(tmp_path: Path) -
     verdict = v.verify(f"```python\n{slow}```", ref)
     assert verdict.status is Status.TIMEOUT, verdict.reason
     assert "input #4" in verdict.reason, verdict.reason
+
+
+TRICKS = {
+    "cancels the timer": "import signal\ndef f(x):\n    signal.setitimer(signal.ITIMER_REAL, 0)\n"
+    "    while x == 2:\n        pass\n    return x\n",
+    "catches the alarm": "def f(x):\n    while x == 2:\n        try:\n            while True:\n"
+    "                pass\n        except BaseException:\n            pass\n    return x\n",
+    "runs one long call in C": "def f(x):\n    if x == 2:\n        return sum(range(10**12))\n"
+    "    return x\n",  # signal handlers run between bytecodes: the alarm waits for it
+}
+
+
+@pytest.mark.parametrize("trick", list(TRICKS))
+def test_a_program_that_escapes_its_alarm_still_times_out(tmp_path: Path, trick: str) -> None:
+    """The alarm is the program's own process's: one that cancels the timer, catches the
+    alarm or never returns to the interpreter is ended by its judge once the whole budget
+    (1.5 x the limits' sum + 2 s) has passed, and the reason says so."""
+    ref = json.dumps(
+        {
+            "kind": "humanevalplus",
+            "prompt": "def f(x):\n",
+            "entry_point": "f",
+            "canonical": "def f(x):\n    return x\n",
+            "base_input": [[0], [1], [2]],
+            "plus_input": [],
+            "atol": 0,
+        }
+    )
+    v = CodeVerifier(cache_dir=str(tmp_path), min_time_limit_s=0.2)
+    start = time.monotonic()
+    verdict = v.verify(f"```python\n{TRICKS[trick]}```", ref)
+    assert verdict.status is Status.TIMEOUT, verdict.reason
+    assert "ran past its whole budget of 2.9 s" in verdict.reason, verdict.reason
+    assert "the per-input alarm did not end it" in verdict.reason
+    assert time.monotonic() - start < 15

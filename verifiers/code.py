@@ -1035,7 +1035,7 @@ class CodeVerifier(Verifier):
             return self._verdict(item, Status.CORRECT, reason)
         if outcome == "timeout" and "program_limit_s" in out:  # a batch's own limit
             if "set" in out:
-                where = f" (at {out.get('set')} input #{out.get('index')})"
+                where = f" (no output from {out.get('set')} input #{out.get('index')} on)"
             elif out.get("phase") == "definition":
                 where = " while being defined"
             else:
@@ -1044,6 +1044,15 @@ class CodeVerifier(Verifier):
                 item,
                 Status.TIMEOUT,
                 f"timed out: the program ran past its {out.get('program_limit_s')} s limit{where}",
+            )
+        if outcome == "timeout" and "budget_s" in out:  # its judge's whole-run limit
+            return self._verdict(
+                item,
+                Status.TIMEOUT,
+                f"timed out: the program ran past its whole budget of {out.get('budget_s')} s "
+                f"with no output from {out.get('set')} input #{out.get('index')} "
+                f"{_short(out.get('input', ''), 120)} on (the per-input alarm did not end it: "
+                "caught, cancelled, or a long call in C)",
             )
         if outcome == "timeout":
             return self._verdict(
