@@ -36,7 +36,7 @@ class PidsController:
     version: int
 
     def create(self, pids_max: int) -> JobCgroup:
-        path = self.parent / f"job-{uuid.uuid4().hex}"
+        path = self.parent / f"job-{os.getpid()}-{uuid.uuid4().hex}"  # the host's pid: see sweep
         path.mkdir()
         try:
             (path / "pids.max").write_text(str(pids_max))
@@ -163,6 +163,43 @@ def dispose(cgroup: JobCgroup, budget_s: float = 5.0) -> None:
     _disposer.submit(cgroup, budget_s)
 
 
+def sweep(parent: Path, min_age_s: float = 60.0) -> list[Path]:
+    """Remove the empty job cgroups that a host which has died left (one killed by SIGKILL or
+    SIGTERM never runs its clean-up), and return them. Only empty ones can be removed at all
+    (the kernel refuses the rest), and only those whose host is gone (the pid in their name;
+    none in the names older versions gave) and that are older than ``min_age_s``: a live
+    host's job cgroup is empty only for the moments before its process joins and after it
+    has ended."""
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        jobs = [p for p in parent.iterdir() if p.name.startswith("job-") and p.is_dir()]
+    except OSError:
+        return removed
+    for job in jobs:
+        fields = job.name.split("-")
+        if len(fields) == 3 and fields[1].isdigit() and _alive(int(fields[1])):
+            continue
+        try:
+            if now - job.stat().st_mtime < min_age_s:
+                continue
+            job.rmdir()
+        except OSError:  # not empty, or gone already
+            continue
+        removed.append(job)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _try_parent(parent: Path, version: int) -> PidsController | None:
     try:
         parent.mkdir(exist_ok=True)
@@ -170,9 +207,10 @@ def _try_parent(parent: Path, version: int) -> PidsController | None:
             (parent / "cgroup.subtree_control").write_text("+pids")
         controller = PidsController(parent, version)
         controller.create(8).remove()
-        return controller
     except OSError:
         return None
+    sweep(parent)
+    return controller
 
 
 def detect() -> tuple[PidsController | None, str]:

@@ -402,3 +402,34 @@ def test_without_a_cgroup_the_same_guarantees_hold(fork_server: str) -> None:
     r = sandbox.run(code, timeout_s=1, backend=backend)
     assert r.status is ExecStatus.TIMEOUT
     _assert_no_leftovers(marker)
+
+
+def test_empty_job_cgroups_a_dead_host_left_are_swept() -> None:
+    """A host killed by SIGKILL or SIGTERM never removes its job cgroups; the next one to
+    start removes the empty ones whose host (the pid in their name) is gone, once a minute
+    old, and never a live host's."""
+    import subprocess
+
+    from sandbox import cgroups
+
+    controller, why = cgroups.detect()
+    if controller is None:
+        pytest.skip(f"no writable pids cgroup controller here: {why}")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = controller.parent / f"job-{gone.pid}-{uuid.uuid4().hex}"
+    young = controller.parent / f"job-{gone.pid}-{uuid.uuid4().hex}"
+    live = controller.parent / f"job-{os.getpid()}-{uuid.uuid4().hex}"
+    try:
+        stale.mkdir()
+        live.mkdir()
+        removed = cgroups.sweep(controller.parent, min_age_s=0)
+        assert stale in removed and not stale.exists()
+        assert live not in removed and live.is_dir()
+        young.mkdir()
+        assert young not in cgroups.sweep(controller.parent)  # not a minute old yet
+        assert young.is_dir()
+    finally:
+        for job in (stale, young, live):
+            if job.exists():
+                job.rmdir()
