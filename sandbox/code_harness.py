@@ -540,6 +540,11 @@ def _frame_head(kind: bytes, size: int) -> bytes:
 # least DIGEST_MIN_BYTES, its hash first (tag, 32-byte sha256, 8-byte length).
 _PICKLE, _HASH = 80, 72  # b"P"[0], b"H"[0]
 _MATCHED, _SEND = b"k", b"s"  # the judge's answer to a hash
+SEND_EVERY_S = 0.1
+"""A program's process sends its queued outputs after an input once this long has passed
+since it last sent anything, so its judge can tell one stuck in an input (see _judge_io)."""
+STALL_MARGIN_S = 1.0
+"""How much longer than the longest limit left a judge waits for a silent program."""
 _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 4, 38
 
 
@@ -726,7 +731,8 @@ def _protect_judge(libc: object, judge: int, judge_group: int, *, batch: bool = 
 class _Frames:
     """The candidate side of the pipe. Each output is pickled when it is returned (a snapshot:
     the program may change a returned list later) and queued as a length-prefixed entry; a
-    frame goes out per ~64 KB or 512 outputs. A large output goes as its hash alone: the judge
+    frame goes out per ~64 KB or 512 outputs, or once :data:`SEND_EVERY_S` has passed since
+    the last one. A large output goes as its hash alone: the judge
     answers whether that is the expected output's hash, and only if not is the pickle sent
     (HumanEval/130 returns ~90 MB of lists that then never cross the pipe)."""
 
@@ -740,6 +746,7 @@ class _Frames:
         self.buf = bytearray()
         self.entries = bytearray()
         self.count = 0
+        self.sent_at = _perf()
 
     def output(self, value: object) -> bool:
         """Queue ``value``; False (nothing queued) if it is not a built-in value."""
@@ -765,7 +772,11 @@ class _Frames:
         self.entries.append(_PICKLE)
         self.entries += len(blob).to_bytes(4, "little")
         self.entries += blob
-        if self.count >= 512 or len(self.entries) >= 1 << 16:
+        if (
+            self.count >= 512
+            or len(self.entries) >= 1 << 16
+            or _perf() - self.sent_at > SEND_EVERY_S
+        ):
             self._pack()
             self.flush()
         return True
@@ -790,6 +801,7 @@ class _Frames:
         data = bytes(self.buf)
         self.buf.clear()
         _write_all(self.fd, data)
+        self.sent_at = _perf()
 
     def stop(self, outcome: str, **fields: object) -> None:
         self.add(_STOP, _dumps({"outcome": outcome, **fields}, default=repr).encode())
@@ -1033,8 +1045,16 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
     entry_point = str(spec["entry_point"])
     atol = float(spec["atol"])  # type: ignore[arg-type]
     flat = [(s, i) for s, inputs in enumerate(io_sets) for i in range(len(inputs))]
-    # The candidate's own alarm enforces each input's limit; this catches one that ignores
-    # it (a program can catch the alarm's exception), with the whole budget plus a margin.
+    # The candidate's own alarm enforces each input's limit. One it does not end (caught,
+    # cancelled, or a long call in C: the handler runs between bytecodes) is ended here: when
+    # the program has been silent longer than it can be while within the limits, i.e. longer
+    # than SEND_EVERY_S plus the longest limit among the inputs from ``done`` on (the one it
+    # is in started at most SEND_EVERY_S after it last sent) plus a margin; and at the latest
+    # when the whole budget has passed.
+    longest_left = [0.0] * (len(flat) + 1)
+    for k in range(len(flat) - 1, -1, -1):
+        s, i = flat[k]
+        longest_left[k] = max(longest_left[k + 1], limits[s][i])
     budget = sum(sum(x) for x in limits) * 1.5 + 2.0
     # Until the program is defined: the sandbox's own limit, or the program's in a batch.
     end = math.inf if cap is None else started + float(cap)  # type: ignore[arg-type]
@@ -1105,18 +1125,23 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
         judge(k, blob)
 
     frames = _FrameReader(r)
-    loaded_at = math.inf
+    loaded_at = heard = math.inf
     while True:
-        frame = frames.next(deadline)
+        silent = heard + SEND_EVERY_S + longest_left[done] + STALL_MARGIN_S
+        frame = frames.next(min(deadline, silent))
         if frame is None:
-            if _perf() >= deadline:
+            now = _perf()
+            if now >= min(deadline, silent):
                 # ``done`` is the first input whose output has not come (outputs go in
                 # frames, so the program may have got further)
                 at = where(*flat[done]) if loaded_at < math.inf and done < len(flat) else {}
-                if deadline == end and end < math.inf:  # the program's whole limit (a batch)
+                if deadline == end and end < math.inf and now >= end:  # a batch's own limit
                     phase = "run" if loaded_at < math.inf else "definition"
                     stop("timeout", **at, program_limit_s=cap, phase=phase)
-                # the per-input alarm did not end it: caught, cancelled, or a long call in C
+                if now >= silent:
+                    stop(
+                        "timeout", **at, silent_s=round(now - heard, 3), limit_s=longest_left[done]
+                    )
                 stop("timeout", **at, budget_s=round(budget, 3))
             ended = _child_exit(pid)
             if loaded_at == math.inf:  # before the program was defined
@@ -1129,18 +1154,19 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
             report("candidate_error", error={"type": "ProcessExit", "message": ended})
         kind, payload = frame
         if kind == _LOADED:
-            loaded_at = _perf()
+            loaded_at = heard = _perf()
             deadline = min(loaded_at + budget, end)
         elif kind == _OUTPUT:
             count = int.from_bytes(payload[:4], "little")
             if done + count > len(flat):
                 protocol("extra output")
-            end = done + count
+            upto = done + count
             if (
-                slow_before[end] == slow_before[done]
-                and payload[4:] == entries[offsets[done] : offsets[end]]
+                slow_before[upto] == slow_before[done]
+                and payload[4:] == entries[offsets[done] : offsets[upto]]
             ):
-                done = end  # the whole frame is byte for byte the expected outputs
+                done = upto  # the whole frame is byte for byte the expected outputs
+                heard = _perf()
                 continue
             view = memoryview(payload)
             pos = 4
@@ -1161,6 +1187,7 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
                 else:
                     protocol("a malformed output")
                 done += 1
+            heard = _perf()  # after judging them: the wait for the next starts now
         elif kind == _END:
             if done != len(flat):
                 protocol("ended early")

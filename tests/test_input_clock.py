@@ -5,6 +5,7 @@ out exactly at its own limit, and an input never times out for an earlier input'
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -109,26 +110,51 @@ TRICKS = {
 }
 
 
+THREE = json.dumps(
+    {
+        "kind": "humanevalplus",
+        "prompt": "def f(x):\n",
+        "entry_point": "f",
+        "canonical": "def f(x):\n    return x\n",
+        "base_input": [[0], [1], [2]],
+        "plus_input": [],
+        "atol": 0,
+    }
+)
+
+
 @pytest.mark.parametrize("trick", list(TRICKS))
-def test_a_program_that_escapes_its_alarm_still_times_out(tmp_path: Path, trick: str) -> None:
+def test_a_program_that_escapes_its_alarm_is_ended_once_silent_too_long(
+    tmp_path: Path, trick: str
+) -> None:
     """The alarm is the program's own process's: one that cancels the timer, catches the
-    alarm or never returns to the interpreter is ended by its judge once the whole budget
-    (1.5 x the limits' sum + 2 s) has passed, and the reason says so."""
-    ref = json.dumps(
-        {
-            "kind": "humanevalplus",
-            "prompt": "def f(x):\n",
-            "entry_point": "f",
-            "canonical": "def f(x):\n    return x\n",
-            "base_input": [[0], [1], [2]],
-            "plus_input": [],
-            "atol": 0,
-        }
-    )
+    alarm or never returns to the interpreter is ended by its judge once it has sent nothing
+    for longer than it could within the limits (SEND_EVERY_S + the longest limit left +
+    STALL_MARGIN_S = 1.3 s here), not at the sandbox's limit, and the reason says so."""
     v = CodeVerifier(cache_dir=str(tmp_path), min_time_limit_s=0.2)
     start = time.monotonic()
-    verdict = v.verify(f"```python\n{TRICKS[trick]}```", ref)
+    verdict = v.verify(f"```python\n{TRICKS[trick]}```", THREE)
     assert verdict.status is Status.TIMEOUT, verdict.reason
-    assert "ran past its whole budget of 2.9 s" in verdict.reason, verdict.reason
+    silent = re.search(r"sent nothing for ([0-9.]+) s from base input #0 \[0\] on", verdict.reason)
+    assert silent and 1.3 <= float(silent.group(1)) < 5, verdict.reason
+    assert "longest of those inputs' limits (0.2 s)" in verdict.reason
     assert "the per-input alarm did not end it" in verdict.reason
-    assert time.monotonic() - start < 15
+    assert time.monotonic() - start < 10
+
+
+def test_a_program_that_keeps_escaping_its_alarm_is_ended_at_its_whole_budget(
+    tmp_path: Path,
+) -> None:
+    """One that catches every alarm but still answers each input within the silence bound
+    (1 s an input against 0.2 s limits) is ended when its whole budget, 1.5 x the limits' sum
+    + 2 s = 2.9 s, has passed."""
+    body = (
+        "import time\ndef f(x):\n    end = time.perf_counter() + 1.0\n"
+        "    while time.perf_counter() < end:\n        try:\n"
+        "            while time.perf_counter() < end:\n                pass\n"
+        "        except BaseException:\n            pass\n    return x\n"
+    )
+    v = CodeVerifier(cache_dir=str(tmp_path), min_time_limit_s=0.2)
+    verdict = v.verify(f"```python\n{body}```", THREE)
+    assert verdict.status is Status.TIMEOUT, verdict.reason
+    assert "ran past its whole budget of 2.9 s from base input #" in verdict.reason, verdict.reason

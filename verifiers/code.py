@@ -1045,14 +1045,25 @@ class CodeVerifier(Verifier):
                 Status.TIMEOUT,
                 f"timed out: the program ran past its {out.get('program_limit_s')} s limit{where}",
             )
-        if outcome == "timeout" and "budget_s" in out:  # its judge's whole-run limit
+        if outcome == "timeout" and ("budget_s" in out or "silent_s" in out):
+            # the per-input alarm did not end it: its judge did (see the harness's _judge_io)
+            if "set" in out:
+                where = f"{out.get('set')} input #{out.get('index')} "
+                where += f"{_short(out.get('input', ''), 120)} on"
+            else:
+                where = "its last input"
+            if "silent_s" in out:
+                what = (
+                    f"sent nothing for {out.get('silent_s', 0):.2g} s from {where}, longer than "
+                    f"the longest of those inputs' limits ({out.get('limit_s', 0):.2g} s)"
+                )
+            else:
+                what = f"ran past its whole budget of {out.get('budget_s')} s from {where}"
             return self._verdict(
                 item,
                 Status.TIMEOUT,
-                f"timed out: the program ran past its whole budget of {out.get('budget_s')} s "
-                f"with no output from {out.get('set')} input #{out.get('index')} "
-                f"{_short(out.get('input', ''), 120)} on (the per-input alarm did not end it: "
-                "caught, cancelled, or a long call in C)",
+                f"timed out: the program {what} (the per-input alarm did not end it: caught, "
+                "cancelled, or a long call in C)",
             )
         if outcome == "timeout":
             return self._verdict(
