@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import warnings
@@ -123,6 +124,32 @@ def test_humaneval_programs_batch_too_beside_humanevalplus_ones(tmp_path: Path) 
         if a.status is not Status.TIMEOUT:
             assert a.reason == b.reason
     assert "ran past its 2.0 s limit while its tests ran" in many[5].reason, many[5].reason
+
+
+def test_a_batched_program_past_its_own_limit_after_some_outputs_says_so(
+    tmp_path: Path,
+) -> None:
+    """Ten inputs of 0.3 s each, every one within its 1 s limit, under a 2 s limit for the
+    whole program: its batch ends it at 2 s, after the first outputs have come, and names its
+    own limit and the first input not answered (a job of its own: the sandbox's limit)."""
+    backend = _counting_backend()
+    body = "import time\ndef f(x):\n    time.sleep(0.3)\n    return x\n"
+    same = _ref("def f(x):\n    return x\n", [[i] for i in range(10)])
+    options = {"cache_dir": str(tmp_path), "timeout_s": 2, "min_time_limit_s": 1.0}
+    one, many = (  # the same backend, so the batched run finds the expected outputs cached
+        CodeVerifier(**options, backend=backend, batch_size=size).verify_many(
+            [_code(body)] * 2, [same, SQUARE]
+        )
+        for size in (1, 16)
+    )
+    _every_batch_reported_all(2)
+    assert [v.status for v in one] == [Status.TIMEOUT, Status.INCORRECT], one
+    assert [v.status for v in many] == [v.status for v in one], many
+    assert "ran past the 2 s wall-clock limit" in one[0].reason, one[0].reason
+    found = re.search(
+        r"ran past its 2.0 s limit \(no output from base input #(\d) on\)", many[0].reason
+    )
+    assert found and 3 <= int(found.group(1)) <= 7, many[0].reason
 
 
 def test_tests_that_swallow_the_end_of_a_program_cannot_turn_it_into_a_pass(
