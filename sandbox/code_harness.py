@@ -544,7 +544,7 @@ SEND_EVERY_S = 0.1
 """A program's process sends its queued outputs after an input once this long has passed
 since it last sent anything, so its judge can tell one stuck in an input (see _judge_io)."""
 STALL_MARGIN_S = 1.0
-"""How much longer than the longest limit left a judge waits for a silent program."""
+"""How much longer than the longest input limit a judge waits for a silent program."""
 _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 4, 38
 
 
@@ -1048,13 +1048,10 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
     # The candidate's own alarm enforces each input's limit. One it does not end (caught,
     # cancelled, or a long call in C: the handler runs between bytecodes) is ended here: when
     # the program has been silent longer than it can be while within the limits, i.e. longer
-    # than SEND_EVERY_S plus the longest limit among the inputs from ``done`` on (the one it
-    # is in started at most SEND_EVERY_S after it last sent) plus a margin; and at the latest
-    # when the whole budget has passed.
-    longest_left = [0.0] * (len(flat) + 1)
-    for k in range(len(flat) - 1, -1, -1):
-        s, i = flat[k]
-        longest_left[k] = max(longest_left[k + 1], limits[s][i])
+    # than SEND_EVERY_S plus the longest limit (the input it is in started at most
+    # SEND_EVERY_S after it last sent) plus a margin; and at the latest when the whole budget
+    # has passed.
+    longest = max((max(x) for x in limits if x), default=0.0)
     budget = sum(sum(x) for x in limits) * 1.5 + 2.0
     # Until the program is defined: the sandbox's own limit, or the program's in a batch.
     end = math.inf if cap is None else started + float(cap)  # type: ignore[arg-type]
@@ -1127,7 +1124,7 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
     frames = _FrameReader(r)
     loaded_at = heard = math.inf
     while True:
-        silent = heard + SEND_EVERY_S + longest_left[done] + STALL_MARGIN_S
+        silent = heard + SEND_EVERY_S + longest + STALL_MARGIN_S
         frame = frames.next(min(deadline, silent))
         if frame is None:
             now = _perf()
@@ -1139,9 +1136,7 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
                     phase = "run" if loaded_at < math.inf else "definition"
                     stop("timeout", **at, program_limit_s=cap, phase=phase)
                 if now >= silent:
-                    stop(
-                        "timeout", **at, silent_s=round(now - heard, 3), limit_s=longest_left[done]
-                    )
+                    stop("timeout", **at, silent_s=round(now - heard, 3), limit_s=longest)
                 stop("timeout", **at, budget_s=round(budget, 3))
             ended = _child_exit(pid)
             if loaded_at == math.inf:  # before the program was defined

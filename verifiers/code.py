@@ -1055,7 +1055,7 @@ class CodeVerifier(Verifier):
             if "silent_s" in out:
                 what = (
                     f"sent nothing for {out.get('silent_s', 0):.2g} s from {where}, longer than "
-                    f"the longest of those inputs' limits ({out.get('limit_s', 0):.2g} s)"
+                    f"its longest input limit ({out.get('limit_s', 0):.2g} s) allows"
                 )
             else:
                 what = f"ran past its whole budget of {out.get('budget_s')} s from {where}"
