@@ -842,9 +842,9 @@ class _InputClock:
     inputs a problem, most taking microseconds): the timer is armed only when no earlier
     deadline is armed already; when it fires for an input that has ended, it is re-armed for
     the running input's deadline if that one has time left, and raises :class:`TimeLimit`
-    if not. So the alarm comes exactly when the running input passes its limit. A program that
-    catches the alarm or cancels the timer is ended by its judge once the whole budget has
-    passed (see :func:`_judge_io`)."""
+    if not. So the alarm comes exactly when the running input passes its limit. A program the
+    alarm cannot end (it catches it, cancels the timer, or sits in one long call in C) is
+    ended by its judge once silent for too long (see :func:`_judge_io`)."""
 
     def __init__(self) -> None:
         self.deadline = math.inf  # the running (or last) input's
