@@ -60,7 +60,7 @@ import sandbox
 from brite_envs.tasks.code_tasks import HumanEvalPlus
 from sandbox.process import ProcessBackend
 from verifiers.base import Verdict
-from verifiers.code import CodeVerifier, CodeVerifierConfig, _as_list, clear_oracle_cache
+from verifiers.code import CodeVerifier, CodeVerifierConfig, clear_oracle_cache, input_sets
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KNOWN_EVALPLUS_DEFECTS = {
@@ -240,9 +240,7 @@ def run_floor(task: HumanEvalPlus, workers: int) -> dict[str, float]:
     problems = []
     for p in task.problems:
         ref = json.loads(p.verifier_reference)
-        sets = [_as_list(ref["base_input"])]
-        if not ref.get("base_only"):
-            sets.append(_as_list(ref["plus_input"]))
+        sets = [inputs for _, inputs in input_sets(ref)]
         problems.append([ref["canonical"], ref["entry_point"], sets])
     with tempfile.TemporaryDirectory(prefix="brite-floor-") as work:
         spec = Path(work) / "floor.json"

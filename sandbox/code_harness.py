@@ -76,7 +76,7 @@ class _Reported(BaseException):
 
 def report(outcome: str, **fields: object) -> None:
     """Write the single result line and exit at once (no candidate atexit hooks run). In a
-    candidate's process forked by a judge, the outcome goes to the judge instead; in an
+    candidate's process forked by a judge, the outcome goes to the judge instead; in a
     batch's (``many``) judge it ends the current program only."""
     to_judge = _STATE.get("stop")
     if callable(to_judge):
@@ -732,9 +732,9 @@ class _Frames:
     """The candidate side of the pipe. Each output is pickled when it is returned (a snapshot:
     the program may change a returned list later) and queued as a length-prefixed entry; a
     frame goes out per ~64 KB or 512 outputs, or once :data:`SEND_EVERY_S` has passed since
-    the last one. A large output goes as its hash alone: the judge
-    answers whether that is the expected output's hash, and only if not is the pickle sent
-    (HumanEval/130 returns ~90 MB of lists that then never cross the pipe)."""
+    the last one. A large output goes as its hash alone: the judge answers whether that is
+    the expected output's hash, and only if not is the pickle sent (HumanEval/130 returns
+    ~90 MB of lists that then never cross the pipe)."""
 
     def __init__(self, fd: int, answers: int = -1, *, check_plain: bool = True) -> None:
         self.fd = fd
@@ -1132,7 +1132,7 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
                 # ``done`` is the first input whose output has not come (outputs go in
                 # frames, so the program may have got further)
                 at = where(*flat[done]) if loaded_at < math.inf and done < len(flat) else {}
-                if deadline == end and end < math.inf and now >= end:  # a batch's own limit
+                if now >= end:  # a batch's own limit for the program
                     phase = "run" if loaded_at < math.inf else "definition"
                     stop("timeout", **at, program_limit_s=cap, phase=phase)
                 if now >= silent:

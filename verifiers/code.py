@@ -749,12 +749,6 @@ class CodeVerifier(Verifier):
         return item
 
     # -- stage 2: expected outputs for HumanEval+ -------------------------------------------
-    def _sets(self, ref: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
-        sets = [("base", _as_list(ref["base_input"]))]
-        if not ref.get("base_only"):
-            sets.append(("plus", _as_list(ref["plus_input"])))
-        return sets
-
     def _oracle_key(self, reference: str) -> str:
         """The cache key of a reference's outputs *and run times*: the times set the per-input
         limits, so they are only reused on the same kind of machine and backend. The whole
@@ -809,7 +803,7 @@ class CodeVerifier(Verifier):
         """The sandbox job that runs the reference on every input, and its nonce."""
         assert item.ref is not None
         nonce = uuid.uuid4().hex
-        sets = self._sets(item.ref)
+        sets = input_sets(item.ref)
         job = Job(
             HARNESS_SOURCE,
             files={
@@ -857,7 +851,7 @@ class CodeVerifier(Verifier):
         for n, item in enumerate(group):
             assert item.ref is not None
             files[f"oracle/{n}.py"] = item.ref["canonical"]
-            files[f"oracle/{n}.json"] = json.dumps([inputs for _, inputs in self._sets(item.ref)])
+            files[f"oracle/{n}.json"] = json.dumps([inputs for _, inputs in input_sets(item.ref)])
             problems.append(
                 {
                     "entry_point": item.ref["entry_point"],
@@ -967,7 +961,7 @@ class CodeVerifier(Verifier):
                 "mode": "io",
                 "entry_point": ref["entry_point"],
                 "atol": float(ref.get("atol") or 0.0),
-                "sets": [name for name, _ in self._sets(ref)],
+                "sets": [name for name, _ in input_sets(ref)],
                 "time_limits": limits,
             }
             if self.config.timeout_s is None and not isinstance(ref.get("timeout_s"), (int, float)):
@@ -995,7 +989,7 @@ class CodeVerifier(Verifier):
         oracle = self._load_oracle(key)
         assert oracle is not None
         limits = [[max(floor, factor * t) for t in times] for times in oracle["times"]]
-        io_json = json.dumps([inputs for _, inputs in self._sets(ref)])
+        io_json = json.dumps([inputs for _, inputs in input_sets(ref)])
         blobs = expected_blobs(oracle["outputs"], ref["entry_point"])
         expected = base64.b64encode(pickle.dumps(blobs, protocol=4)).decode("ascii")
         files = (io_json, expected, limits)
@@ -1180,6 +1174,15 @@ _MISSING_PATTERNS = (
     re.compile(r"No module named '([\w.]+)'"),
     re.compile(r"Missing optional dependency '([\w.]+)'"),
 )
+
+
+def input_sets(ref: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
+    """A HumanEval+ reference's named input sets, in grading order: base, then plus (unless
+    ``base_only``)."""
+    sets = [("base", _as_list(ref["base_input"]))]
+    if not ref.get("base_only"):
+        sets.append(("plus", _as_list(ref["plus_input"])))
+    return sets
 
 
 def _as_list(value: Any) -> list[Any]:
