@@ -19,8 +19,9 @@ Modes
   per-input time limits). The candidate runs in a child process forked before the expected
   outputs are read (their file is removed first); this process judges what it sends back,
   so no program can read the answers it is graded against.
-* ``io_oracle``: run a trusted reference on the inputs and report its outputs and run times
-  (large exact-match outputs are reduced to a digest).
+* ``io_oracle``: run a trusted reference on the inputs and report its outputs, as the judge
+  reads them, and run times (a large output is kept as its pickle's hash; on other bytes the
+  judge computes it again with the reference).
 * ``io_oracle_many``: ``io_oracle`` for several references in one job, each in a forked child
   with its own time limit (one sandbox start-up for many problems).
 * ``many``: several ``io`` and ``check`` programs one after another in one job (a batch),
@@ -52,7 +53,8 @@ from collections.abc import Callable
 RESULT_PREFIX = "BRITE-RESULT"
 NONCE_VAR = "BRITE_HARNESS_NONCE"
 DIGEST_MIN_BYTES = 64 * 1024
-"""Expected outputs whose pickle is larger than this are kept as a digest (exact match only)."""
+"""Outputs whose pickle is at least this large travel as its hash first, and expected ones are
+kept as that hash (see _expected_entry)."""
 
 # Private references: the candidate runs in this process and may patch these modules.
 _write, _read, _exit, _dumps, _perf = os.write, os.read, os._exit, json.dumps, time.perf_counter
@@ -179,103 +181,6 @@ def is_plain(value: object, depth: int = 0) -> bool:
     return True
 
 
-def _feed(h: hashlib._Hash, x: object) -> None:
-    """Hash ``x`` so that values equal under ``==`` (1 == 1.0 == True) hash the same."""
-    t = type(x)
-    np = sys.modules.get("numpy")
-    if np is not None and isinstance(x, np.generic):
-        _feed(h, x.item())
-    elif x is None:
-        h.update(b"N;")
-    elif t is bool or t is int or (t is float and math.isfinite(x) and x.is_integer()):  # type: ignore[union-attr]
-        h.update(b"i" + hex(int(x)).encode() + b";")  # type: ignore[call-overload]
-    elif t is float:
-        h.update(b"f" + repr(x).encode() + b";")
-    elif t is complex:
-        h.update(b"c" + repr(x).encode() + b";")
-    elif t is str:
-        data = x.encode("utf-8", "surrogatepass")  # type: ignore[union-attr]
-        h.update(b"s%d:" % len(data) + data)
-    elif t is bytes:
-        h.update(b"b%d:" % len(x) + x)  # type: ignore[arg-type, operator]
-    elif t in (list, tuple):
-        h.update((b"L" if t is list else b"T") + b"%d[" % len(x))  # type: ignore[arg-type]
-        kinds = set(map(type, x))  # type: ignore[call-overload]
-        ints = x if kinds == {int} else _as_ints(x) if kinds and kinds <= _NUMBERS else None
-        if ints is not None:  # the same bytes as one _feed per item, at C speed
-            _feed_ints(h, ints)  # type: ignore[arg-type]
-        elif kinds and kinds <= _NUMBERS:
-            h.update("".join(map(_number_token, x)).encode())  # type: ignore[call-overload]
-        else:
-            for v in x:  # type: ignore[attr-defined]
-                _feed(h, v)
-        h.update(b"]")
-    elif t in (set, frozenset):
-        h.update(b"S" + b"".join(sorted(digest(v).encode() for v in x)))  # type: ignore[attr-defined]
-    elif t is dict:
-        items = sorted(digest(k) + digest(v) for k, v in x.items())  # type: ignore[attr-defined]
-        h.update(b"D" + "".join(items).encode())
-    else:
-        raise TypeError(f"cannot digest {t.__name__}")
-
-
-def _feed_ints(h: hashlib._Hash, ints: list[int] | tuple[int, ...]) -> None:
-    """A sequence of ints: as 64-bit machine words when they fit (C speed, ~10 ns an item;
-    HumanEval/130's ten million-item lists took ~1.5 s as hex text), else as hex text. The
-    same values always take the same branch, so equal lists digest alike."""
-    if not ints:
-        return  # what ``_feed`` writes for an empty sequence's items: nothing
-    try:
-        packed = array.array("q", ints).tobytes()
-    except OverflowError:
-        h.update((("i%#x;" * len(ints)) % tuple(ints)).encode())
-        return
-    h.update(b"q%d:" % len(packed) + packed)
-
-
-def _number_list_digest(x: list[object] | tuple[object, ...]) -> tuple[str, bool] | None:
-    """``digest(x)`` for a list or tuple of integral numbers, and that it holds no NaN, in one
-    pass; None for anything else."""
-    if type(x) not in (list, tuple):
-        return None
-    kinds = set(map(type, x))
-    if not kinds <= _NUMBERS:
-        return None
-    ints = x if kinds == {int} else _as_ints(x)
-    if ints is None:
-        return None
-    h = hashlib.sha256()
-    h.update((b"L" if type(x) is list else b"T") + b"%d[" % len(x))
-    _feed_ints(h, ints)  # type: ignore[arg-type]
-    h.update(b"]")
-    return h.hexdigest(), True
-
-
-def _as_ints(x: list[object] | tuple[object, ...]) -> list[int] | None:
-    """The items as ints when each is an int, a bool or an integral float (all of which
-    ``_number_token`` writes as ``i<hex>;``), else None. At C speed: digesting a million-item
-    list of integral floats (HumanEval/130's outputs) takes ~0.15 s this way, ~0.3 s item by
-    item."""
-    try:
-        ints = list(map(int, x))  # type: ignore[call-overload]
-    except (OverflowError, ValueError, TypeError):  # inf, nan
-        return None
-    return ints if ints == (x if type(x) is list else list(x)) else None
-
-
-def _number_token(x: bool | int | float) -> str:
-    """What ``_feed`` writes for one bool, int or float."""
-    if type(x) is float and not (math.isfinite(x) and x.is_integer()):
-        return "f" + repr(x) + ";"
-    return "i" + hex(int(x)) + ";"
-
-
-def digest(x: object) -> str:
-    h = hashlib.sha256()
-    _feed(h, x)
-    return h.hexdigest()
-
-
 def is_floats(x: object) -> bool:
     """evalplus: a float, or a non-empty list/tuple of floats."""
     if isinstance(x, float):
@@ -314,24 +219,8 @@ def matches(entry_point: str, inp: list[object], out: object, exp: object, atol:
     t = type(exp)
     if t is type(out) and t in _SCALARS and entry_point != "find_zero" and out == exp:
         return True  # the same built-in scalar and equal: what every path below also says
-    if isinstance(exp, dict) and exp.get("__brite_pickle__"):
-        # Byte-identical pickles: the same built-in values (the pickler writes subclasses and
-        # other objects differently), and the oracle checked that this value equals itself
-        # (no NaN). Anything else falls through to the exact comparison below.
-        try:
-            if _sha256(_pickle(out, protocol=4)).hexdigest() == exp["__brite_pickle__"]:
-                return True
-        except Exception:
-            pass
-        if "__brite_digest__" not in exp:
-            return False  # a large string or bytes: its pickle alone decides
     if not is_plain(out):
         return False
-    if isinstance(exp, dict) and exp.get("__brite_digest__"):
-        try:
-            return digest(out) == exp["__brite_digest__"]
-        except (TypeError, RecursionError):
-            return False
     if entry_point == "find_zero":
         try:
             return abs(_poly(*inp, out)) <= atol  # type: ignore[call-arg, arg-type]
@@ -1029,9 +918,9 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
     os.close(w)
     os.close(answers_r)
     with os.fdopen(expected_fd, "rb") as fh:
-        # The entries a right answer sends, flat over the sets (see verifiers.code
-        # expected_blobs), where each starts, and whether equal bytes mean a pass.
-        expected = pickle.loads(base64.b64decode(fh.read()))
+        # The entries a right answer sends, flat over the sets (see mode_io_oracle), where
+        # each starts, and whether equal bytes mean a pass.
+        expected = _PlainUnpickler(io.BytesIO(base64.b64decode(fh.read()))).load()
     entries: bytes = expected["entries"]
     offsets: list[int] = expected["offsets"]
     fast: list[bool] = expected["fast"]
@@ -1081,35 +970,85 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
         s, i = flat[k]
         if fast[k] and blob == expected_blob(k):
             return  # the same built-in values (and no NaN): what evalplus also says
-        exp = pickle.loads(expected_blob(k))
-        reduced = isinstance(exp, dict) and ("__brite_digest__" in exp or "__brite_pickle__" in exp)
-        if reduced and _sha256(blob).hexdigest() == exp.get("__brite_pickle__"):
-            return
+        large = entries[offsets[k]] == _HASH
+        if large:
+            info = pickle.loads(expected_blob(k))
+            if info["sha256"] is not None and _sha256(blob).hexdigest() == info["sha256"]:
+                return
         try:  # one unpickler per pickle: each was written on its own
             got = _PlainUnpickler(io.BytesIO(blob)).load()
         except Exception as exc:  # not a built-in value (or not a pickle at all)
             stop("failed", **where(s, i), got=f"<{type(exc).__name__}: {exc}>")
-        try:
-            same = matches(entry_point, io_sets[s][i], got, exp, atol)  # type: ignore[arg-type]
-        except (RecursionError, MemoryError, TypeError, ValueError):
-            same = False
+        if large and info["recompute"]:
+            same = _recompute_matches(k, got)
+        elif large:
+            same = False  # a string or bytes: equal ones pickle alike
+        else:
+            try:
+                exp = pickle.loads(expected_blob(k))
+                same = matches(entry_point, io_sets[s][i], got, exp, atol)  # type: ignore[arg-type]
+            except (RecursionError, MemoryError, TypeError, ValueError):
+                same = False
         if not same:
-            large = len(blob) >= DIGEST_MIN_BYTES
             shown_got = (
-                f"<a {type(got).__name__} of {len(blob)} pickled bytes>" if large else short(got)
+                f"<a {type(got).__name__} of {len(blob)} pickled bytes>"
+                if len(blob) >= DIGEST_MIN_BYTES
+                else short(got)
             )
-            stop(
-                "failed",
-                **where(s, i),
-                got=shown_got,
-                expected="<large output>" if reduced else short(exp),
-            )
+            shown_exp = "<large output>" if large else short(pickle.loads(expected_blob(k)))
+            stop("failed", **where(s, i), got=shown_got, expected=shown_exp)
+
+    def _recompute_matches(k: int, got: object) -> bool:
+        """Whether ``got`` equals the large expected output ``k``, computed again by the
+        reference in a process of its own (trusted code; the program's process cannot reach
+        it) and compared with evalplus's semantics: ``got`` may pickle otherwise and still be
+        equal (1 == 1.0). Only a wrong-looking large output pays for this."""
+        s, i = flat[k]
+        source = expected.get("reference")
+        if not isinstance(source, str):
+            stop("harness_error", error={"type": "Recompute", "message": "no reference"})
+        verdict_r, verdict_w = os.pipe()
+        child = os.fork()
+        if child == 0:
+            answer = b"E"
+            try:
+                os.close(verdict_r)
+                # Imports from the standard library only: the program may have written
+                # modules into the working directory.
+                here = os.getcwd()
+                sys.path[:] = [p for p in sys.path if p and not p.startswith(here)]
+                ns: dict[str, object] = {"__name__": "reference", "__builtins__": builtins}
+                exec(compile(source, "reference.py", "exec"), ns)
+                want = ns[entry_point](*io_sets[s][i])  # type: ignore[operator]
+                answer = b"1" if matches(entry_point, io_sets[s][i], got, want, atol) else b"0"
+            except BaseException:
+                answer = b"E"
+            finally:
+                _write_all(verdict_w, answer)
+                _exit(0)
+        os.close(verdict_w)
+        limit = 2 * limits[s][i] + STALL_MARGIN_S
+        answer = b""
+        ready, _, _ = select.select([verdict_r], [], [], limit)
+        if ready:
+            answer = os.read(verdict_r, 1)
+        os.close(verdict_r)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        if answer not in (b"0", b"1"):
+            what = "failed" if answer else f"took longer than {limit:.3g} s"
+            message = f"computing the expected output of this input again {what}"
+            stop("harness_error", **where(s, i), error={"type": "Recompute", "message": message})
+        return answer == b"1"
 
     def judge_hash(k: int, digest: bytes, size: int) -> None:
         """A large output announced by its hash: answer whether it is the expected pickle's,
         and if not, judge the pickle it must then send (and that must have that hash)."""
-        exp = pickle.loads(expected_blob(k))
-        if isinstance(exp, dict) and exp.get("__brite_pickle__") == digest.hex():
+        if (
+            entries[offsets[k]] == _HASH
+            and pickle.loads(expected_blob(k))["sha256"] == digest.hex()
+        ):
             _write(answers_w, _MATCHED)
             return
         _write(answers_w, _SEND)
@@ -1195,42 +1134,91 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
             protocol(f"frame {kind!r}")
 
 
+def _nan_free(out: object, blob: bytes) -> bool:
+    """Whether ``out`` equals itself (no NaN inside), so that equal pickle bytes mean an equal
+    value. A list of numbers is checked by its sum (a NaN makes it NaN) at C speed."""
+    t = type(out)
+    if t is int or t is bool:
+        return True
+    if t is list or t is tuple:
+        kinds = set(map(type, out))  # type: ignore[call-overload]
+        if kinds and kinds <= _NUMBERS and not math.isnan(sum(out)):  # type: ignore[arg-type]
+            return True
+    try:
+        return bool(pickle.loads(blob) == out)  # fresh objects: False with a NaN
+    except Exception:
+        return False
+
+
+def _expected_entry(out: object, by_bytes: bool) -> tuple[bytes, bool]:
+    """One expected output as the judge keeps it (tag, 4-byte length, payload), and whether
+    equal bytes are a pass without a look inside.
+
+    Most are the pickle a right answer's process sends (tag ``P``); equal bytes settle it
+    unless the value holds a NaN (equal to nothing under evalplus's ``==``, yet pickled
+    alike) or ``by_bytes`` is False (``find_zero``: judged by the polynomial). A large one
+    (tag ``H``, the program's process then sends only its hash) is kept as the hash of its
+    pickle: equal strings always pickle alike, so for them the hash decides; other values
+    may not (1 == 1.0), and on other bytes the judge computes the output again with the
+    reference and compares the values (``recompute``). Floats compared with a tolerance stay
+    whole."""
+    blob = _pickle(out, protocol=4)
+    if len(blob) >= DIGEST_MIN_BYTES and not is_floats(out):
+        exact = type(out) in (str, bytes)
+        sha = _sha256(blob).hexdigest() if exact or _nan_free(out, blob) else None
+        info = _pickle({"sha256": sha, "recompute": not exact}, protocol=4)
+        return b"H" + len(info).to_bytes(4, "little") + info, False
+    ok = by_bytes
+    if ok and type(out) not in _SCALARS:
+        try:
+            ok = bool(pickle.loads(blob) == out)  # fresh objects: False with a NaN
+        except Exception:
+            ok = False
+    elif ok and type(out) in (float, complex):
+        ok = out == out
+    return b"P" + len(blob).to_bytes(4, "little") + blob, ok
+
+
 def mode_io_oracle(spec: dict[str, object]) -> None:
+    """Run the trusted reference on every input; report the expected outputs in the form
+    the judge reads (``expected``: each output's entry, back to back in ``entries`` so a whole
+    frame of right answers is one byte comparison, where each starts, and whether equal bytes
+    settle it) and each input's run time (``times``: packed doubles, ``counts`` per set)."""
     with open(str(spec.get("io", "io.json")), encoding="utf-8") as fh:
         raw = fh.read()
     io_sets: list[list[object]] = json.loads(raw)
+    entry_point = str(spec["entry_point"])
     ns = load_candidate(filename=str(spec.get("solution", "solution.py")))
-    fn = entry(ns, str(spec["entry_point"]))
-    outputs: list[list[object]] = []
-    times: list[list[float]] = []
+    fn = entry(ns, entry_point)
+    by_bytes = entry_point != "find_zero"
+    entries = bytearray()
+    offsets = [0]
+    fast: list[bool] = []
+    times = array.array("d")
+    recompute = False
     for s, inputs in enumerate(io_sets):
-        outs: list[object] = []
-        ts: list[float] = []
         for i, inp in enumerate(inputs):
             t0 = _perf()
             try:
                 out = fn(*inp)  # type: ignore[operator]
             except BaseException as exc:
                 report("failed", index=i, input=short(_pristine(raw, s, i)), error=error_info(exc))
-            ts.append(_perf() - t0)
-            blob = pickle.dumps(out, protocol=4)
-            if len(blob) > DIGEST_MIN_BYTES and type(out) in (str, bytes):
-                # Equal strings pickle to the same bytes, so the pickle's hash alone decides
-                # (a harness that knows only digests checks that hash first too).
-                out = {"__brite_pickle__": hashlib.sha256(blob).hexdigest()}
-            elif len(blob) > DIGEST_MIN_BYTES and not is_floats(out):
-                with contextlib.suppress(TypeError):
-                    fast = _number_list_digest(out)  # type: ignore[arg-type]
-                    reduced = {"__brite_digest__": fast[0] if fast else digest(out)}
-                    # No NaN (integral numbers have none): a byte-identical pickle means equal.
-                    if fast or pickle.loads(blob) == out:
-                        reduced["__brite_pickle__"] = hashlib.sha256(blob).hexdigest()
-                    out = reduced
-            outs.append(out)
-        outputs.append(outs)
-        times.append(ts)
-    payload = base64.b64encode(pickle.dumps({"outputs": outputs, "times": times}, protocol=4))
-    report("oracle", payload=payload.decode("ascii"))
+            times.append(_perf() - t0)
+            entry_bytes, ok = _expected_entry(out, by_bytes)
+            entries += entry_bytes
+            offsets.append(len(entries))
+            fast.append(ok)
+            recompute = recompute or entry_bytes[0] == _HASH
+    expected: dict[str, object] = {"entries": bytes(entries), "offsets": offsets, "fast": fast}
+    if recompute:  # for the judge to compute a large output again (see _judge_io)
+        with open(str(spec.get("solution", "solution.py")), encoding="utf-8") as fh:
+            expected["reference"] = fh.read()
+    report(
+        "oracle",
+        expected=base64.b64encode(_pickle(expected, protocol=4)).decode("ascii"),
+        times=base64.b64encode(times.tobytes()).decode("ascii"),
+        counts=[len(inputs) for inputs in io_sets],
+    )
 
 
 def mode_unittest(spec: dict[str, object]) -> None:

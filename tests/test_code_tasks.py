@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -362,85 +361,72 @@ def test_humanevalplus_large_outputs_are_matched_exactly(tmp_path: Path) -> None
     assert "<large output>" in verdicts[1].reason
 
 
-def _reference_feed(h: object, x: object) -> None:
-    """The harness's digest, item by item, as first written (its fast paths must agree)."""
-    import math
+def test_humanevalplus_large_outputs_of_other_bytes_are_recomputed(tmp_path: Path) -> None:
+    """A large expected output is kept as its pickle's hash; a program whose large output
+    pickles otherwise is judged against the output computed again by the reference, with
+    evalplus's ``==``. The reference imports only from the standard library then (not what
+    the program wrote into the working directory), and a reference that cannot compute it
+    again is the grader's error, not the program's."""
 
-    from sandbox.code_harness import _number_token
-
-    t = type(x)
-    if t is bool or t is int or (t is float and math.isfinite(x) and x.is_integer()):
-        h.update(b"i" + hex(int(x)).encode() + b";")  # type: ignore[attr-defined]
-    elif t is float:
-        h.update(b"f" + repr(x).encode() + b";")  # type: ignore[attr-defined]
-    elif t in (list, tuple):
-        h.update((b"L" if t is list else b"T") + b"%d[" % len(x))  # type: ignore[attr-defined]
-        integral = all(
-            type(v) in (bool, int) or (type(v) is float and math.isfinite(v) and v.is_integer())
-            for v in x  # type: ignore[attr-defined]
+    def ref(canonical: str) -> str:
+        return json.dumps(
+            {
+                "kind": "humanevalplus",
+                "prompt": "def f(n):\n",
+                "entry_point": "f",
+                "canonical": canonical,
+                "base_input": [[5], [100_000]],
+                "plus_input": [],
+                "atol": 0,
+            }
         )
-        if x and integral:  # a run of integers: packed as 64-bit words where they fit
-            words = [int(v) for v in x]  # type: ignore[attr-defined]
-            if all(-(2**63) <= w < 2**63 for w in words):
-                packed = b"".join(w.to_bytes(8, sys.byteorder, signed=True) for w in words)
-                h.update(b"q%d:" % len(packed) + packed + b"]")  # type: ignore[attr-defined]
-                return
-        for v in x:  # type: ignore[attr-defined]
-            if type(v) in (bool, int, float):
-                h.update(_number_token(v).encode())  # type: ignore[attr-defined]
-            else:
-                _reference_feed(h, v)
-        h.update(b"]")  # type: ignore[attr-defined]
-    else:
-        raise TypeError(f"only numbers and lists of them here, got {t.__name__}")
 
+    def fenced(body: str) -> str:
+        return f"```python\ndef f(n):\n{body}\n```"
 
-def test_harness_digest_fast_paths_match_the_item_by_item_digest() -> None:
-    import hashlib
-    import math
-    import random
-
-    from sandbox.code_harness import _number_list_digest, digest
-
-    rng = random.Random(7)
-    specials = [float("inf"), float("-inf"), float("nan"), -0.0, 0.0, 1e300, 2.0**60, True, False]
-
-    def number() -> object:
-        kind = rng.random()
-        if kind < 0.3:
-            return rng.randint(-(10**20), 10**20)
-        if kind < 0.55:
-            return float(rng.randint(-1000, 1000))
-        if kind < 0.65:
-            return rng.choice(specials)
-        return rng.uniform(-1e6, 1e6)
-
-    cases: list[object] = [[], (), [1, 2.0, True], [float(i) for i in range(100)], [10**400, 1.0]]
-    for _ in range(2000):
-        items = [number() for _ in range(rng.randint(0, 20))]
-        cases.append(items if rng.random() < 0.7 else tuple(items))
-    cases += [[c, [1.0, 2]] for c in cases[:100]]
-
-    def swapped(x: object) -> object:
-        """``x`` with integral floats as ints and small ints as floats: equal under ==."""
-        if type(x) is float and math.isfinite(x) and x.is_integer():
-            return int(x)
-        if type(x) is int and abs(x) < 2**53:
-            return float(x)
-        if type(x) in (list, tuple):
-            return type(x)(swapped(v) for v in x)  # type: ignore[attr-defined]
-        return x
-
-    for case in cases:
-        h = hashlib.sha256()
-        _reference_feed(h, case)
-        assert digest(case) == h.hexdigest(), case
-        twin = swapped(case)
-        if twin == case:  # equal values must digest alike, whatever their number types
-            assert digest(twin) == digest(case), (case, twin)
-        fast = _number_list_digest(case)  # type: ignore[arg-type]
-        if fast is not None:
-            assert fast == (h.hexdigest(), True), case
+    ints = ref("def f(n):\n    return list(range(1, n))\n")
+    mixed = ref("def f(n):\n    return [1, 3] + [i / 2 for i in range(4, 2 * n, 2)]\n")
+    nan = ref("def f(n):\n    return [float('nan')] * (n > 10) + list(range(n))\n")
+    hijack = ref("def f(n):\n    import colorsys\n    return list(range(1, n))\n")
+    broken = ref("def f(n):\n    __file__\n    return list(range(1, n))\n")  # only in its file
+    stalls = ref(
+        "def f(n):\n    import time\n    if '__file__' not in globals():\n"
+        "        time.sleep(60)\n    return list(range(1, n))\n"
+    )
+    planted = (
+        "    import builtins, os, pathlib\n"
+        "    pathlib.Path(os.getcwd(), 'colorsys.py').write_text(\n"
+        "        'import builtins\\nbuiltins.range = lambda *a: [0.5] * 3\\n')\n"
+        "    return [0.5] * 3 if n > 10 else list(range(1, n))"
+    )
+    cases = [
+        (ints, "    return [float(i) for i in range(1, n)]", Status.CORRECT),  # equal, other bytes
+        (
+            ints,
+            "    return list(range(1, n - 1 if n > 10 else n)) + [0.5] * (n > 10)",
+            Status.INCORRECT,
+        ),
+        (ints, "    return tuple(range(1, n))", Status.INCORRECT),  # a tuple is not a list
+        (mixed, "    return [1.0, 3.0] + [float(i) for i in range(2, n)]", Status.CORRECT),
+        (mixed, "    return [1, 3] + [i / 2 for i in range(4, 2 * n, 2)]", Status.CORRECT),
+        (
+            nan,
+            "    return [float('nan')] * (n > 10) + list(range(n))",
+            Status.INCORRECT,
+        ),  # nan != nan
+        (hijack, planted, Status.INCORRECT),
+        (broken, "    return [float(i) for i in range(1, n)]", Status.ERROR),
+        (stalls, "    return [float(i) for i in range(1, n)]", Status.ERROR),
+    ]
+    v = CodeVerifier(cache_dir=str(tmp_path))
+    verdicts = v.verify_many([fenced(b) for _, b, _ in cases], [r for r, _, _ in cases])
+    for (_, body, expected), verdict in zip(cases, verdicts, strict=True):
+        assert verdict.status is expected, (body, verdict)
+    for n in (1, 5, 6):  # each on the large input (base #1), against the output as a whole
+        assert "base input #1" in verdicts[n].reason, verdicts[n]
+        assert "<large output>" in verdicts[n].reason, verdicts[n]
+    assert "again failed" in verdicts[7].reason, verdicts[7]
+    assert "again took longer than" in verdicts[8].reason, verdicts[8]
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ in the completion -> UNPARSABLE.
 
 from __future__ import annotations
 
+import array
 import base64
 import hashlib
 import heapq
@@ -63,8 +64,9 @@ _BATCHED_KINDS = ("humanevalplus", "humaneval")
 """Whose programs share batches (the ``io`` and ``check`` modes; BigCodeBench's tests run in
 the program's own process, so each keeps a job of its own)."""
 _batch_warned: list[bool] = []
-_ORACLE_VERSION = "4"  # 2: large strings as their pickle hash; 3: int runs digested packed;
-# 4: keyed by the reference's text
+_ORACLE_VERSION = "5"  # 2: large strings as their pickle hash; 3: int runs digested packed;
+# 4: keyed by the reference's text; 5: the reference run reports the judge's entries (a large
+# output as its pickle's hash only, computed again on a mismatch) and packed times
 """Bump when the oracle's output format changes, so stale disk caches are ignored."""
 
 # Per-kind sandbox limits: (timeout_s, memory_mb). BigCodeBench imports pandas, matplotlib and
@@ -256,7 +258,7 @@ def build_program(code: str, prompt: str, entry_point: str) -> tuple[str, str]:
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    """Plain data only: the payload comes out of the sandbox."""
+    """Plain data only: the disk cache is a file anyone with access could have written."""
 
     _ALLOWED = frozenset({("builtins", "complex"), ("builtins", "set"), ("builtins", "frozenset")})
 
@@ -279,40 +281,48 @@ _io_memory: dict[tuple[str, float, float], tuple[str, str, list[list[float]]]] =
 reference sends (io.json, expected.b64, per-input limits), built once per process."""
 
 
+_inputs_memory: dict[str, str] = {}
+"""Per oracle key: the inputs as the harness reads them (io.json), encoded once for both the
+reference's job and every candidate's."""
+
+
 def clear_oracle_cache() -> None:
     """Forget the expected outputs held in memory (the disk cache is kept)."""
     with _oracle_lock:
         _oracle_memory.clear()
         _io_memory.clear()
+        _inputs_memory.clear()
 
 
-def expected_blobs(outputs: Sequence[Sequence[Any]], entry_point: str) -> dict[str, Any]:
-    """The expected outputs as the judge reads them, flat over the sets in order: each output
-    as the entry the program's process sends for a right answer (``P``, 4-byte length, its
-    pickle), back to back in ``entries`` (so a whole frame of right answers is one byte
-    comparison), where each starts (``offsets``), and whether a byte-identical entry is a
-    pass without a look inside. It is not when the output is a digest of a large one, holds a
-    NaN (equal to nothing under evalplus's ``==``, yet pickled alike), or for ``find_zero``
-    (judged by the polynomial)."""
-    parts: list[bytes] = []
-    offsets = [0]
-    fast: list[bool] = []
-    for outs in outputs:
-        for out in outs:
-            blob = pickle.dumps(out, protocol=4)
-            reduced = isinstance(out, dict) and (
-                "__brite_digest__" in out or "__brite_pickle__" in out
-            )
-            ok = not reduced and entry_point != "find_zero"
-            if ok:
-                try:
-                    ok = bool(pickle.loads(blob) == out)  # fresh objects: False with a NaN
-                except Exception:
-                    ok = False
-            parts.append(b"P" + len(blob).to_bytes(4, "little") + blob)
-            offsets.append(offsets[-1] + len(parts[-1]))
-            fast.append(ok)
-    return {"entries": b"".join(parts), "offsets": offsets, "fast": fast}
+def _inputs_json(key: str | None, ref: Mapping[str, Any]) -> str:
+    with _oracle_lock:
+        text = _inputs_memory.get(key) if key else None
+    if text is None:
+        text = json.dumps([inputs for _, inputs in input_sets(ref)])
+        if key:
+            with _oracle_lock:
+                _inputs_memory[key] = text
+    return text
+
+
+def _oracle_data(out: Mapping[str, Any]) -> dict[str, Any]:
+    """A reference run's report as kept: each input's run time, per set (they set the
+    per-input limits), and the expected outputs as the judge reads them (``expected``, base64
+    text passed through unread: the judge unpickles it, with built-in values only, inside the
+    sandbox)."""
+    expected, packed, counts = out.get("expected"), out.get("times"), out.get("counts")
+    if not isinstance(expected, str) or not isinstance(packed, str):
+        raise ValueError("the reference run reported no expected outputs")
+    flat = array.array("d", base64.b64decode(packed)).tolist()
+    if not isinstance(counts, list) or not all(isinstance(n, int) and n >= 0 for n in counts):
+        raise ValueError(f"the reference run reported bad input counts: {counts!r:.200}")
+    if sum(counts) != len(flat):
+        raise ValueError(f"the reference run timed {len(flat)} inputs, not {sum(counts)}")
+    times, start = [], 0
+    for n in counts:
+        times.append(flat[start : start + n])
+        start += n
+    return {"times": times, "expected": expected}
 
 
 def _default_cache_dir() -> Path:
@@ -772,6 +782,8 @@ class CodeVerifier(Verifier):
             data = _safe_loads(path.read_bytes())
         except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError):
             return None
+        if not isinstance(data, dict) or not isinstance(data.get("expected"), str):
+            return None  # not what this version writes: computed again
         with _oracle_lock:
             _oracle_memory[key] = data
         return data  # type: ignore[no-any-return]
@@ -803,12 +815,11 @@ class CodeVerifier(Verifier):
         """The sandbox job that runs the reference on every input, and its nonce."""
         assert item.ref is not None
         nonce = uuid.uuid4().hex
-        sets = input_sets(item.ref)
         job = Job(
             HARNESS_SOURCE,
             files={
                 "solution.py": item.ref["canonical"],
-                "io.json": json.dumps([inputs for _, inputs in sets]),
+                "io.json": _inputs_json(item.oracle_key, item.ref),
                 "spec.json": json.dumps(
                     {"mode": "io_oracle", "entry_point": item.ref["entry_point"]}
                 ),
@@ -827,10 +838,9 @@ class CodeVerifier(Verifier):
         out = _parse_result(result.stdout, nonce)
         if out is not None and out.get("outcome") == "oracle":
             try:
-                data = _safe_loads(base64.b64decode(out["payload"]))
-                self._store_oracle(key, data)
+                self._store_oracle(key, _oracle_data(out))
                 return
-            except (pickle.UnpicklingError, ValueError, KeyError, TypeError, EOFError):
+            except (ValueError, TypeError):
                 pass
         why = _describe_run_failure(result, out)
         for other in items:
@@ -851,7 +861,7 @@ class CodeVerifier(Verifier):
         for n, item in enumerate(group):
             assert item.ref is not None
             files[f"oracle/{n}.py"] = item.ref["canonical"]
-            files[f"oracle/{n}.json"] = json.dumps([inputs for _, inputs in input_sets(item.ref)])
+            files[f"oracle/{n}.json"] = _inputs_json(item.oracle_key, item.ref)
             problems.append(
                 {
                     "entry_point": item.ref["entry_point"],
@@ -894,9 +904,9 @@ class CodeVerifier(Verifier):
         for key, sub in zip(group, subs, strict=True):
             if isinstance(sub, dict) and sub.get("outcome") == "oracle":
                 try:
-                    self._store_oracle(key, _safe_loads(base64.b64decode(sub["payload"])))
+                    self._store_oracle(key, _oracle_data(sub))
                     continue
-                except (pickle.UnpicklingError, ValueError, KeyError, TypeError, EOFError):
+                except (ValueError, TypeError):
                     pass
             sub = sub if isinstance(sub, dict) else {}
             if sub.get("outcome") == "timeout":
@@ -989,10 +999,7 @@ class CodeVerifier(Verifier):
         oracle = self._load_oracle(key)
         assert oracle is not None
         limits = [[max(floor, factor * t) for t in times] for times in oracle["times"]]
-        io_json = json.dumps([inputs for _, inputs in input_sets(ref)])
-        blobs = expected_blobs(oracle["outputs"], ref["entry_point"])
-        expected = base64.b64encode(pickle.dumps(blobs, protocol=4)).decode("ascii")
-        files = (io_json, expected, limits)
+        files = (_inputs_json(key, ref), oracle["expected"], limits)
         with _oracle_lock:
             _io_memory[(key, factor, floor)] = files
         return files
