@@ -30,6 +30,7 @@ import pytest
 import sandbox
 from sandbox import ExecStatus, IsolationUnavailableError, Job, SandboxConfigError
 from sandbox.docker_backend import LABEL, DockerBackend, DockerConfig
+from verifiers.base import Status
 
 DOCKERD_PREFIX = "brite-dockerd-"
 """Temporary folders of the test daemons; tests/test_zz_no_leftovers.py looks for it too."""
@@ -341,6 +342,28 @@ def test_the_registered_name_and_the_code_verifier_use_docker(
             ["```python\ndef add(a, b):\n    return a + b\n```", "    return a - b\n"], [ref, ref]
         )
         assert right.correct and not wrong.correct, (right, wrong)
+        # HumanEval+: the judge and the program's process, and a large output of other bytes
+        # computed again by the reference (each a process forked in the container).
+        plus = json.dumps(
+            {
+                "kind": "humanevalplus",
+                "prompt": "def f(n):\n",
+                "entry_point": "f",
+                "canonical": "def f(n):\n    return list(range(1, n))\n",
+                "base_input": [[5], [100_000]],
+                "plus_input": [],
+                "atol": 0,
+            }
+        )
+        same, off = verifier.verify_many(
+            [
+                "```python\ndef f(n):\n    return [float(i) for i in range(1, n)]\n```",
+                "```python\ndef f(n):\n    return list(range(1, n - (n > 9))) + [0] * (n > 9)\n```",
+            ],
+            [plus, plus],
+        )
+        assert same.correct, same
+        assert off.status is Status.INCORRECT and "base input #1" in off.reason, off
     finally:
         default = sandbox.get_backend("docker")
         leftovers = default.leftover_containers()  # type: ignore[attr-defined]
