@@ -320,25 +320,32 @@ def test_humanevalplus_reports_the_input_as_given(tmp_path: Path) -> None:
     assert right.status is Status.CORRECT, right
 
 
+def _plus_ref(canonical: str, inputs: list[list[int]]) -> str:
+    """A HumanEval+ reference for ``f(n)`` with these base inputs and no plus ones."""
+    return json.dumps(
+        {
+            "kind": "humanevalplus",
+            "prompt": "def f(n):\n",
+            "entry_point": "f",
+            "canonical": canonical,
+            "base_input": inputs,
+            "plus_input": [],
+            "atol": 0,
+        }
+    )
+
+
+def _fenced_f(body: str) -> str:
+    return f"```python\ndef f(n):\n{body}\n```"
+
+
 def test_humanevalplus_large_outputs_are_matched_exactly(tmp_path: Path) -> None:
-    """Outputs over 64 KB travel as hashes: a large string by its pickle's hash, a large list
-    by an equality-preserving digest (so [1, 2] matches [1.0, 2.0], as == does)."""
+    """Outputs over 64 KB travel as hashes: a large string is decided by its pickle's hash;
+    a large list of floats (compared with a tolerance) is kept whole, so [1, 2] matches
+    [1.0, 2.0], as == does."""
 
     def ref(canonical: str) -> str:
-        return json.dumps(
-            {
-                "kind": "humanevalplus",
-                "prompt": "def f(n):\n",
-                "entry_point": "f",
-                "canonical": canonical,
-                "base_input": [[100_000], [5]],
-                "plus_input": [],
-                "atol": 0,
-            }
-        )
-
-    def fenced(body: str) -> str:
-        return f"```python\ndef f(n):\n{body}\n```"
+        return _plus_ref(canonical, [[100_000], [5]])
 
     v = CodeVerifier(cache_dir=str(tmp_path))
     text = ref("def f(n):\n    return 'ab' * n\n")
@@ -355,7 +362,7 @@ def test_humanevalplus_large_outputs_are_matched_exactly(tmp_path: Path) -> None
         (numbers, "    return list(range(n))", Status.CORRECT),  # equal ints for floats
         (numbers, "    return [float(i) for i in range(n - 1)] + [0.5]", Status.INCORRECT),
     ]
-    verdicts = v.verify_many([fenced(b) for _, b, _ in cases], [r for r, _, _ in cases])
+    verdicts = v.verify_many([_fenced_f(b) for _, b, _ in cases], [r for r, _, _ in cases])
     for (_, body, expected), verdict in zip(cases, verdicts, strict=True):
         assert verdict.status is expected, (body, verdict)
     assert "<large output>" in verdicts[1].reason
@@ -369,20 +376,7 @@ def test_humanevalplus_large_outputs_of_other_bytes_are_recomputed(tmp_path: Pat
     again is the grader's error, not the program's."""
 
     def ref(canonical: str) -> str:
-        return json.dumps(
-            {
-                "kind": "humanevalplus",
-                "prompt": "def f(n):\n",
-                "entry_point": "f",
-                "canonical": canonical,
-                "base_input": [[5], [100_000]],
-                "plus_input": [],
-                "atol": 0,
-            }
-        )
-
-    def fenced(body: str) -> str:
-        return f"```python\ndef f(n):\n{body}\n```"
+        return _plus_ref(canonical, [[5], [100_000]])
 
     ints = ref("def f(n):\n    return list(range(1, n))\n")
     mixed = ref("def f(n):\n    return [1, 3] + [i / 2 for i in range(4, 2 * n, 2)]\n")
@@ -419,7 +413,7 @@ def test_humanevalplus_large_outputs_of_other_bytes_are_recomputed(tmp_path: Pat
         (stalls, "    return [float(i) for i in range(1, n)]", Status.ERROR),
     ]
     v = CodeVerifier(cache_dir=str(tmp_path))
-    verdicts = v.verify_many([fenced(b) for _, b, _ in cases], [r for r, _, _ in cases])
+    verdicts = v.verify_many([_fenced_f(b) for _, b, _ in cases], [r for r, _, _ in cases])
     for (_, body, expected), verdict in zip(cases, verdicts, strict=True):
         assert verdict.status is expected, (body, verdict)
     for n in (1, 5, 6):  # each on the large input (base #1), against the output as a whole
