@@ -295,6 +295,8 @@ def clear_oracle_cache() -> None:
 
 
 def _inputs_json(key: str | None, ref: Mapping[str, Any]) -> str:
+    """``io.json`` of a HumanEval+ reference: every input set's inputs, in order (a few MB for
+    some problems, so encoded once per oracle key)."""
     with _oracle_lock:
         text = _inputs_memory.get(key) if key else None
     if text is None:
