@@ -401,7 +401,8 @@ def _sandbox_humanevalplus(res: Mapping[str, Any]) -> Extracted:
             f = float(floor["parallel_s"]) * (2 if phase == "cold" else 1)
             floor_note = (
                 f"; floor (the solutions alone, bare) {f:.2f} s = "
-                f"{f / float(p['evalplus_s']):.3f}x evalplus"
+                f"{f / float(p['evalplus_s']):.3f}x evalplus; brite {float(p['brite_s']) / f:.2f}x "
+                f"the floor, evalplus {float(p['evalplus_s']) / f:.2f}x"
             )
         out.append(
             Comparison(

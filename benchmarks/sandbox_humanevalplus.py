@@ -391,11 +391,12 @@ def render(report: dict[str, Any]) -> str:
         for phase in report["phases"]:
             f = floor["parallel_s"] * (2 if phase == "cold" else 1)
             e_s = report["phases"][phase]["evalplus_s"]
+            b_s = report["phases"][phase]["brite_s"]
             lines.append(
                 f"{'floor':<6} {f:>9.2f} {e_s:>11.2f} {f / e_s:>7.3f}   "
                 f"({phase}: the canonical solutions alone, bare, in "
                 f"{report['concurrency']} processes{', twice' if phase == 'cold' else ''}: "
-                "no grader can be faster)"
+                f"no grader can be faster; brite {b_s / f:.2f}x it, evalplus {e_s / f:.2f}x)"
             )
     for task_id, why in KNOWN_EVALPLUS_DEFECTS.items():
         lines.append(f"known evalplus defect {task_id}: {why}")
