@@ -11,13 +11,14 @@ dataset file, on the same machine, in one run, with the same number of parallel 
   ``HUMANEVAL_OVERRIDE_PATH``, in a subprocess (``multiprocessing`` fork per check with
   ``reliability_guard``; no namespaces). Its ground truth is computed in-process.
 
-*Cold* runs start with empty caches on both sides (expected outputs computed, as a first
-evaluation does); *warm* runs reuse them (brite's in-memory oracle cache, evalplus's
-ground-truth pickle). The timed span is the grading call itself: ``verify_many`` for brite,
-``evaluate()`` for evalplus (its idle stuck-checker thread, which can hold the process for up
-to 20 s after the work is done, is excluded). Verdicts are compared per task, base and plus
-(plus meaning base and extra inputs, as evalplus's HumanEval+ score counts it); a task where
-evalplus 0.3.1 is known to be wrong (:data:`KNOWN_EVALPLUS_DEFECTS`) is reported separately.
+*Cold* runs start with empty caches on both sides (expected outputs computed, references
+parsed by a fresh verifier, as a first evaluation does); *warm* runs reuse them (brite's
+in-memory oracle cache, evalplus's ground-truth pickle). The timed span is the grading call
+itself: ``verify_many`` for brite, ``evaluate()`` for evalplus (its idle stuck-checker
+thread, which can hold the process for up to 20 s after the work is done, is excluded).
+Verdicts are compared per task, base and plus (plus meaning base and extra inputs, as
+evalplus's HumanEval+ score counts it); a task where evalplus 0.3.1 is known to be wrong
+(:data:`KNOWN_EVALPLUS_DEFECTS`) is reported separately.
 
 A *floor* row runs the canonical solutions alone, bare (no sandbox, no process per problem,
 nothing kept or checked), split over the same number of processes: the time no grader can
@@ -219,9 +220,10 @@ def run_brite(
     problems = list(task.problems)
     completions = [task.reference_completion(p) for p in problems]
     references = [p.verifier_reference for p in problems]
-    if phase == "cold":
+    if phase == "cold":  # a first evaluation: nothing parsed or computed yet
         clear_oracle_cache()
         shutil.rmtree(cache_dir, ignore_errors=True)
+        verifier = CodeVerifier(verifier.config)  # its own cache of parsed references too
     start = time.perf_counter()
     verdicts = verifier.verify_many(completions, references)
     seconds = time.perf_counter() - start
