@@ -979,13 +979,12 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
             got = _PlainUnpickler(io.BytesIO(blob)).load()
         except Exception as exc:  # not a built-in value (or not a pickle at all)
             stop("failed", **where(s, i), got=f"<{type(exc).__name__}: {exc}>")
-        if large and info["recompute"]:
-            same = _recompute_matches(k, got)
-        elif large:
-            same = False  # a string or bytes: equal ones pickle alike
+        exp: object = None
+        if large:  # other bytes: a string or bytes differs (equal ones pickle alike)
+            same = info["recompute"] and recompute_matches(k, got)
         else:
+            exp = pickle.loads(expected_blob(k))
             try:
-                exp = pickle.loads(expected_blob(k))
                 same = matches(entry_point, io_sets[s][i], got, exp, atol)  # type: ignore[arg-type]
             except (RecursionError, MemoryError, TypeError, ValueError):
                 same = False
@@ -995,10 +994,10 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
                 if len(blob) >= DIGEST_MIN_BYTES
                 else short(got)
             )
-            shown_exp = "<large output>" if large else short(pickle.loads(expected_blob(k)))
+            shown_exp = "<large output>" if large else short(exp)
             stop("failed", **where(s, i), got=shown_got, expected=shown_exp)
 
-    def _recompute_matches(k: int, got: object) -> bool:
+    def recompute_matches(k: int, got: object) -> bool:
         """Whether ``got`` equals the large expected output ``k``, computed again by the
         reference in a process of its own (trusted code; the program's process cannot reach
         it) and compared with evalplus's semantics: ``got`` may pickle otherwise and still be
@@ -1135,11 +1134,14 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
 
 
 def _nan_free(out: object, blob: bytes) -> bool:
-    """Whether ``out`` equals itself (no NaN inside), so that equal pickle bytes mean an equal
-    value. A list of numbers is checked by its sum (a NaN makes it NaN) at C speed."""
+    """Whether ``out`` (pickled as ``blob``) equals itself (no NaN inside), so that equal
+    pickle bytes mean an equal value. A list of numbers is checked by its sum (a NaN makes it
+    NaN) at C speed; other containers by comparing with a fresh copy."""
     t = type(out)
-    if t is int or t is bool:
+    if t is str or t is int or t is bool or t is bytes or out is None:
         return True
+    if t is float or t is complex:
+        return out == out
     if t is list or t is tuple:
         kinds = set(map(type, out))  # type: ignore[call-overload]
         if kinds and kinds <= _NUMBERS and not math.isnan(sum(out)):  # type: ignore[arg-type]
@@ -1165,18 +1167,10 @@ def _expected_entry(out: object, by_bytes: bool) -> tuple[bytes, bool]:
     blob = _pickle(out, protocol=4)
     if len(blob) >= DIGEST_MIN_BYTES and not is_floats(out):
         exact = type(out) in (str, bytes)
-        sha = _sha256(blob).hexdigest() if exact or _nan_free(out, blob) else None
+        sha = _sha256(blob).hexdigest() if _nan_free(out, blob) else None
         info = _pickle({"sha256": sha, "recompute": not exact}, protocol=4)
         return b"H" + len(info).to_bytes(4, "little") + info, False
-    ok = by_bytes
-    if ok and type(out) not in _SCALARS:
-        try:
-            ok = bool(pickle.loads(blob) == out)  # fresh objects: False with a NaN
-        except Exception:
-            ok = False
-    elif ok and type(out) in (float, complex):
-        ok = out == out
-    return b"P" + len(blob).to_bytes(4, "little") + blob, ok
+    return b"P" + len(blob).to_bytes(4, "little") + blob, by_bytes and _nan_free(out, blob)
 
 
 def mode_io_oracle(spec: dict[str, object]) -> None:

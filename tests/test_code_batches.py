@@ -20,6 +20,7 @@ import pytest
 import sandbox
 from sandbox import ExecResult, Job
 from sandbox.process import ProcessBackend
+from tests.helpers import plus_reference
 from verifiers import Status, VerifierConfigError
 from verifiers.code import HARNESS_SOURCE, NONCE_VAR, CodeVerifier, CodeVerifierConfig
 
@@ -34,27 +35,12 @@ def _fork_server_backend() -> ProcessBackend:
     return backend
 
 
-def _ref(canonical: str, inputs: list[list[object]], **extra: object) -> str:
-    return json.dumps(
-        {
-            "kind": "humanevalplus",
-            "prompt": "def f(x):\n",
-            "entry_point": "f",
-            "canonical": canonical,
-            "base_input": inputs,
-            "plus_input": [],
-            "atol": 0,
-            **extra,
-        }
-    )
-
-
 def _code(body: str) -> str:
     return f"```python\n{body}\n```"
 
 
-SQUARE = _ref("def f(x):\n    return x * x\n", [[i] for i in range(20)])
-HALF = _ref("def f(x):\n    return x / 3\n", [[i] for i in range(5)], atol=1e-6)
+SQUARE = plus_reference("def f(x):\n    return x * x\n", [[i] for i in range(20)])
+HALF = plus_reference("def f(x):\n    return x / 3\n", [[i] for i in range(5)], atol=1e-6)
 CASES = [
     (_code("def f(x):\n    return x * x"), SQUARE, Status.CORRECT),
     (_code("def f(x):\n    return x * x if x != 7 else 0"), SQUARE, Status.INCORRECT),
@@ -134,7 +120,7 @@ def test_a_batched_program_past_its_own_limit_after_some_outputs_says_so(
     own limit and the first input not answered (a job of its own: the sandbox's limit)."""
     backend = _counting_backend()
     body = "import time\ndef f(x):\n    time.sleep(0.3)\n    return x\n"
-    same = _ref("def f(x):\n    return x\n", [[i] for i in range(10)])
+    same = plus_reference("def f(x):\n    return x\n", [[i] for i in range(10)])
     options = {"cache_dir": str(tmp_path), "timeout_s": 2, "min_time_limit_s": 1.0}
     one, many = (  # the same backend, so the batched run finds the expected outputs cached
         CodeVerifier(**options, backend=backend, batch_size=size).verify_many(
@@ -288,7 +274,7 @@ def test_nothing_a_program_leaves_reaches_the_next_in_its_batch(tmp_path: Path) 
     if platform.machine() != "x86_64":
         pytest.skip(f"the batch's seccomp filter is x86_64 only; this is {platform.machine()}")
     backend = _counting_backend()
-    ref = _ref("def f(x):\n    return 'clean'\n", [[1]])
+    ref = plus_reference("def f(x):\n    return 'clean'\n", [[1]])
     v = CodeVerifier(cache_dir=str(tmp_path), batch_size=8, backend=backend)
     planter, *checkers = v.verify_many(
         [_code(_PLANTER), _code(_CHECKER), _code(_CHECKER)], [ref] * 3

@@ -21,6 +21,7 @@ from brite_envs.data import DataSource
 from brite_envs.errors import DataNotAvailableError, EnvConfigError
 from brite_envs.tasks.code_tasks import BigCodeBench, BigCodeBenchHard, HumanEval, HumanEvalPlus
 from brite_envs.types import Problem
+from tests.helpers import plus_reference
 from verifiers import Status, VerifierConfigError
 from verifiers.code import (
     CodeVerifier,
@@ -320,21 +321,6 @@ def test_humanevalplus_reports_the_input_as_given(tmp_path: Path) -> None:
     assert right.status is Status.CORRECT, right
 
 
-def _plus_ref(canonical: str, inputs: list[list[int]]) -> str:
-    """A HumanEval+ reference for ``f(n)`` with these base inputs and no plus ones."""
-    return json.dumps(
-        {
-            "kind": "humanevalplus",
-            "prompt": "def f(n):\n",
-            "entry_point": "f",
-            "canonical": canonical,
-            "base_input": inputs,
-            "plus_input": [],
-            "atol": 0,
-        }
-    )
-
-
 def _fenced_f(body: str) -> str:
     return f"```python\ndef f(n):\n{body}\n```"
 
@@ -345,7 +331,7 @@ def test_humanevalplus_large_outputs_are_matched_exactly(tmp_path: Path) -> None
     [1.0, 2.0], as == does."""
 
     def ref(canonical: str) -> str:
-        return _plus_ref(canonical, [[100_000], [5]])
+        return plus_reference(canonical, [[100_000], [5]], prompt="def f(n):\n")
 
     v = CodeVerifier(cache_dir=str(tmp_path))
     text = ref("def f(n):\n    return 'ab' * n\n")
@@ -376,7 +362,7 @@ def test_humanevalplus_large_outputs_of_other_bytes_are_recomputed(tmp_path: Pat
     again is the grader's error, not the program's."""
 
     def ref(canonical: str) -> str:
-        return _plus_ref(canonical, [[5], [100_000]])
+        return plus_reference(canonical, [[5], [100_000]], prompt="def f(n):\n")
 
     ints = ref("def f(n):\n    return list(range(1, n))\n")
     mixed = ref("def f(n):\n    return [1, 3] + [i / 2 for i in range(4, 2 * n, 2)]\n")
@@ -719,17 +705,7 @@ def test_humanevalplus_program_cannot_report_a_pass_or_an_excuse(tmp_path: Path)
     """The program's process can write anything to its judge (it runs in the harness's own
     interpreter): a pass, a harness error, an instant timeout, a network or library excuse, a
     malformed frame. Only failures are taken from it; a pass comes from the judge alone."""
-    ref = json.dumps(
-        {
-            "kind": "humanevalplus",
-            "prompt": "def f(x):\n",
-            "entry_point": "f",
-            "canonical": "def f(x):\n    return x + 1\n",
-            "base_input": [[1], [2]],
-            "plus_input": [[3]],
-            "atol": 0,
-        }
-    )
+    ref = plus_reference("def f(x):\n    return x + 1\n", [[1], [2]], [[3]])
     harness = "sys.modules['__main__']"
     bodies = {
         "right": "def f(x):\n    return x + 1",

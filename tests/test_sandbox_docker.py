@@ -30,6 +30,7 @@ import pytest
 import sandbox
 from sandbox import ExecStatus, IsolationUnavailableError, Job, SandboxConfigError
 from sandbox.docker_backend import LABEL, DockerBackend, DockerConfig
+from tests.helpers import plus_reference
 from verifiers.base import Status
 
 DOCKERD_PREFIX = "brite-dockerd-"
@@ -361,16 +362,8 @@ def test_the_registered_name_and_the_code_verifier_use_docker(
         assert right.correct and not wrong.correct, (right, wrong)
         # HumanEval+: the judge and the program's process, and a large output of other bytes
         # computed again by the reference (each a process forked in the container).
-        plus = json.dumps(
-            {
-                "kind": "humanevalplus",
-                "prompt": "def f(n):\n",
-                "entry_point": "f",
-                "canonical": "def f(n):\n    return list(range(1, n))\n",
-                "base_input": [[5], [100_000]],
-                "plus_input": [],
-                "atol": 0,
-            }
+        plus = plus_reference(
+            "def f(n):\n    return list(range(1, n))\n", [[5], [100_000]], prompt="def f(n):\n"
         )
         same, off = verifier.verify_many(
             [
