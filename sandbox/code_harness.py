@@ -42,6 +42,7 @@ import json
 import math
 import os
 import pickle
+import resource
 import select
 import signal
 import sys
@@ -58,7 +59,7 @@ kept as that hash (see _expected_entry)."""
 
 # Private references: the candidate runs in this process and may patch these modules.
 _write, _read, _exit, _dumps, _perf = os.write, os.read, os._exit, json.dumps, time.perf_counter
-_pickle, _sha256 = pickle.dumps, hashlib.sha256
+_pickle, _sha256, _getrusage = pickle.dumps, hashlib.sha256, resource.getrusage
 _STATE: dict[str, object] = {"nonce": "", "out": 1}
 _PLAIN = (type(None), bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset)
 _SCALARS = frozenset({type(None), bool, int, float, complex, str, bytes})
@@ -707,8 +708,11 @@ def _run_candidate(spec: dict[str, object], io_sets: list[list[object]], out: _F
     ns = load_candidate()
     fn = entry(ns, str(spec["entry_point"]))
     out.add(_LOADED)
+    heap = _Heap()
     for s, inputs in enumerate(io_sets):
         for i, inp in enumerate(inputs):
+            if clock.started >= heap.next_check:
+                heap.check()
             try:
                 clock.start(limits[s][i])
                 try:
@@ -736,12 +740,14 @@ class _InputClock:
     ended by its judge once silent for too long (see :func:`_judge_io`)."""
 
     def __init__(self) -> None:
+        self.started = 0.0  # when the running (or last) input started
         self.deadline = math.inf  # the running (or last) input's
         self.armed = math.inf  # when the timer fires (inf: not armed)
         self.running = False
 
     def start(self, limit: float) -> None:
-        self.deadline = _perf() + limit
+        self.started = now = _perf()
+        self.deadline = now + limit
         self.running = True  # before arming: an alarm from here on re-arms for this input
         if self.deadline < self.armed:
             self.armed = self.deadline
@@ -758,6 +764,53 @@ class _InputClock:
             raise TimeLimit
         self.armed = self.deadline
         signal.setitimer(signal.ITIMER_REAL, left)
+
+
+HEAP_CHECK_AFTER_S = 0.2
+"""When a program's process first looks at its page faults (see _Heap); then every 0.1 s."""
+CHURN_PAGES = 4096
+"""Pages faulted in between two looks (16 MiB) that make a process keep its memory mapped."""
+RESERVE_STEPS_MB = (64, 128)
+
+
+class _Heap:
+    """Keeps the small-object memory a program's process frees mapped, once it churns.
+
+    CPython returns an emptied 1 MiB arena of small objects to the kernel at once, and maps
+    a fresh one when it next needs room; so a function that builds and drops millions of
+    small objects per call (HumanEval/15: ``' '.join([str(x) for x in range(n)])``) has
+    every page of them faulted in again on each call: ~330k page faults and ~0.45 s of
+    kernel time over its inputs, a fifth of its run. A process whose arenas each hold a few
+    live objects (evalplus's workers, forked from one holding the whole dataset) reuses them
+    instead. So, looking between inputs (never inside one's time), once this process has
+    faulted in :data:`CHURN_PAGES` pages since its last look, it allocates the next of
+    :data:`RESERVE_STEPS_MB` in blocks of pymalloc's largest size, keeps one block per 512 KiB
+    of addresses (so each arena holds one) and frees the rest: the arenas stay mapped, their
+    emptied pools already faulted in and reusable by objects of any size. At most 1/16 of
+    the address-space limit. A step costs ~0.04 s (64 MiB); HumanEval/15 runs ~0.4 s faster."""
+
+    def __init__(self) -> None:
+        self.next_check = _perf() + HEAP_CHECK_AFTER_S
+        self.faults = _getrusage(resource.RUSAGE_SELF).ru_minflt
+        self.pins: list[bytes] = []
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        room = math.inf if soft == resource.RLIM_INFINITY else soft / 16 / 2**20
+        self.steps = [mb for mb in RESERVE_STEPS_MB if mb <= room]
+
+    def check(self) -> None:
+        faults = _getrusage(resource.RUSAGE_SELF).ru_minflt
+        if faults - self.faults >= CHURN_PAGES and self.steps:
+            # The whole target each time: the blocks fill the pools kept so far first.
+            # 440 bytes and a bytes object's header: pymalloc's largest class (512).
+            blocks = [bytes(440) for _ in range(self.steps.pop(0) * 2048)]
+            kept: dict[int, bytes] = {}
+            for block in blocks:
+                kept.setdefault(id(block) >> 19, block)
+            del blocks
+            self.pins = list(kept.values())
+            faults = _getrusage(resource.RUSAGE_SELF).ru_minflt  # not the reserve's own
+        self.faults = faults
+        self.next_check = _perf() + 0.1
 
 
 class _FrameReader:
@@ -1190,9 +1243,13 @@ def mode_io_oracle(spec: dict[str, object]) -> None:
     fast: list[bool] = []
     times = array.array("d")
     recompute = False
+    heap = _Heap()
     for s, inputs in enumerate(io_sets):
         for i, inp in enumerate(inputs):
             t0 = _perf()
+            if t0 >= heap.next_check:
+                heap.check()
+                t0 = _perf()
             try:
                 out = fn(*inp)  # type: ignore[operator]
             except BaseException as exc:
