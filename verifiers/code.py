@@ -280,7 +280,8 @@ _oracle_lock = threading.Lock()
 
 _io_memory: dict[tuple[str, float, float], tuple[str, str, str, float]] = {}
 """Per (oracle key, time-limit factor, minimum limit): what every HumanEval+ job of that
-reference sends (io.json, expected.b64, per-input limits), built once per process."""
+reference sends (io.json, expected.b64, the per-input limits' JSON) and the limits' sum,
+built once per process."""
 
 
 _inputs_memory: dict[str, str] = {}
@@ -959,6 +960,7 @@ class CodeVerifier(Verifier):
         timeout, memory = self._limits(ref)
         kind = ref["kind"]
         files: dict[str, str] = {"solution.py": program}
+        more = ""  # spec keys already in JSON
         if kind == "humaneval":
             files["tests.py"] = ref["test"]
             files["prompt.py"] = ref["prompt"]  # its helpers, for the tests: the judge's own
@@ -968,6 +970,7 @@ class CodeVerifier(Verifier):
             spec = {"mode": "unittest", "entry_point": ref["entry_point"]}
         else:
             io_json, expected, limits_json, total = self._io_files(item)
+            more = f', "time_limits": {limits_json}'  # encoded once per reference
             files["io.json"] = io_json
             files["expected.b64"] = expected
             spec = {
@@ -978,10 +981,7 @@ class CodeVerifier(Verifier):
             }
             if self.config.timeout_s is None and not isinstance(ref.get("timeout_s"), (int, float)):
                 timeout = min(self.config.max_io_time_s, total) + self.config.startup_s
-        files["spec.json"] = json.dumps(spec)
-        if kind == "humanevalplus":  # the limits' JSON is encoded once per reference
-            files["spec.json"] = f'{files["spec.json"][:-1]}, "time_limits": {limits_json}}}'
-
+        files["spec.json"] = f"{json.dumps(spec)[:-1]}{more}}}"
         item.job = Job(
             HARNESS_SOURCE,
             files=files,
