@@ -238,10 +238,10 @@ def run_brite(
 def run_floor(task: HumanEvalPlus, workers: int) -> dict[str, float]:
     """What the functions themselves cost: every canonical solution called on all its
     inputs, bare (no sandbox, no process per problem, no output kept or checked), once one
-    after the other
-    (the time per problem also orders the split) and once split over ``workers`` processes,
-    longest first, each to the least loaded. A cold pass runs each function twice (the
-    reference, then the candidate), so its floor is twice the parallel time."""
+    after the other (the time per problem also orders the split) and once split over
+    ``workers`` processes, longest first, each to the least loaded. A cold pass runs each
+    function twice (the reference, then the candidate), so its floor is twice the parallel
+    time."""
     problems = []
     for p in task.problems:
         ref = json.loads(p.verifier_reference)

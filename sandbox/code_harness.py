@@ -619,14 +619,18 @@ def _protect_judge(libc: object, judge: int, judge_group: int, *, batch: bool = 
     return libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0  # type: ignore[attr-defined,arg-type]
 
 
+_LONG_FROM: dict[type, int] = {
+    **dict.fromkeys((str, bytes), DIGEST_MIN_BYTES // 4),
+    **dict.fromkeys((list, tuple, dict, set, frozenset), DIGEST_MIN_BYTES // 32),
+}
+"""The length from which a value's pickle may reach DIGEST_MIN_BYTES, per type (others never
+are streamed: one dict lookup per output, on the path of every input)."""
+
+
 def _may_be_large(value: object) -> bool:
     """Whether ``value``'s pickle may reach DIGEST_MIN_BYTES (cheap: by its length alone)."""
-    t = type(value)
-    if t is str or t is bytes:
-        return len(value) >= DIGEST_MIN_BYTES // 4  # type: ignore[arg-type]
-    if t is list or t is tuple or t is dict or t is set or t is frozenset:
-        return len(value) >= DIGEST_MIN_BYTES // 32  # type: ignore[arg-type]
-    return False
+    at = _LONG_FROM.get(type(value))
+    return at is not None and len(value) >= at  # type: ignore[arg-type]
 
 
 class _HashingSink:
