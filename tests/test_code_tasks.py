@@ -409,6 +409,55 @@ def test_humanevalplus_large_outputs_of_other_bytes_are_recomputed(tmp_path: Pat
     assert "again took longer than" in verdicts[8].reason, verdicts[8]
 
 
+def test_references_sharing_a_job_cannot_fail_one_another(tmp_path: Path) -> None:
+    """Expected outputs are computed for several references in one process (the harness's
+    ``io_oracle_many``). A reference that ends the process, runs past its limit or raises
+    fails only its own problem; one that changes ``builtins`` or the recursion limit does not
+    change the next one's outputs (they are undone); one that leaves what makes the next
+    fail (a module changed, another working directory) does not fail it (a job that failed as
+    a whole, and a reference that failed in it, run again alone)."""
+    fine = "    return sum(range(n))"
+
+    def ref(canonical: str) -> str:
+        return plus_reference(
+            "import os, sys, builtins\n" + canonical, [[3], [4]], prompt="def f(n):\n"
+        )
+
+    def deep(n: int) -> str:  # outputs that what its predecessor left would change or fail
+        return ref(
+            f"def f(n):  # partner {n}\n    from fractions import Fraction\n"
+            "    def down(k):\n        return 0 if k == 0 else down(k - 1)\n"
+            "    bent = (os.getcwd() == '/') + (sys.getrecursionlimit() < 100)\n"
+            "    return down(30) + bent + abs(-n) + int(Fraction(n * (n - 1), 2)) - n"
+        )
+
+    bends = (  # what its partner's outputs would silently differ by
+        "def f(n):\n    builtins.abs = lambda x: 0\n    sys.setrecursionlimit(80)\n"
+        "    return sum(range(n))\n"
+    )
+    breaks = (  # what its partner would fail on
+        "def f(n):\n    import fractions\n    fractions.Fraction = None\n    os.chdir('/')\n"
+        "    raise ValueError(n)\n"
+    )
+    pairs = [  # a job computes two references' outputs (4 jobs, one worker)
+        (ref("def f(n):\n    os._exit(3)\n"), Status.ERROR),  # ends the shared process
+        (deep(1), Status.CORRECT),
+        (ref("def f(n):\n    while True:\n        pass\n"), Status.ERROR),  # past its limit
+        (deep(2), Status.CORRECT),
+        (ref(bends), Status.CORRECT),
+        (deep(3), Status.CORRECT),
+        (ref(breaks), Status.ERROR),
+        (deep(4), Status.CORRECT),
+    ]
+    v = CodeVerifier(CodeVerifierConfig(concurrency=1, oracle_timeout_s=1.0, disk_cache=False))
+    clear_oracle_cache()
+    verdicts = v.verify_many([_fenced_f(fine)] * len(pairs), [r for r, _ in pairs])
+    for n, ((_, expected), verdict) in enumerate(zip(pairs, verdicts, strict=True)):
+        assert verdict.status is expected, (n, verdict)
+    assert "ran past its 1.0 s limit" in verdicts[2].reason, verdicts[2]
+    assert "ValueError" in verdicts[6].reason, verdicts[6]
+
+
 @pytest.mark.slow
 def test_humanevalplus_all_164(data_dir: Path, tmp_path: Path) -> None:
     clear_oracle_cache()

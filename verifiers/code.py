@@ -596,7 +596,7 @@ class CodeVerifier(Verifier):
                     except Exception as exc:
                         retry = []
                         self._fail_oracle_items([i for i in items if i.oracle_key in group], exc)
-                    for key in retry:  # the shared job failed as a whole: one job per reference
+                    for key in retry:  # failed in the shared job: each in a job of its own
                         oracle_jobs[(key,)] = self._oracle_job(todo[key])
                         heapq.heappush(ready, (-math.inf, next(seq), "oracle", (key,)))
                     for item in items:
@@ -892,9 +892,11 @@ class CodeVerifier(Verifier):
         job: tuple[Job, str],
         items: Sequence[_Item],
     ) -> list[str]:
-        """Store each reference's outputs or fail the items that needed them; the keys to
-        retry one by one when the shared job failed as a whole (so one bad reference cannot
-        take the others down)."""
+        """Store each reference's outputs; the keys to run again in a job of their own: all
+        of them when the shared job failed as a whole, and each reference that failed in it
+        (the references share one process, so the one before may be to blame; see the
+        harness's ``io_oracle_many``). One that ran past its own limit fails the items that
+        needed it."""
         nonce = job[1]
         if len(group) == 1:  # a plain io_oracle job (see _oracle_group_job)
             self._accept_oracle(group[0], result, nonce, items)
@@ -905,6 +907,7 @@ class CodeVerifier(Verifier):
         )
         if not isinstance(subs, list) or len(subs) != len(group):
             return list(group)
+        retry = []
         for key, sub in zip(group, subs, strict=True):
             if isinstance(sub, dict) and sub.get("outcome") == "oracle":
                 try:
@@ -912,11 +915,10 @@ class CodeVerifier(Verifier):
                     continue
                 except (ValueError, TypeError):
                     pass
-            sub = sub if isinstance(sub, dict) else {}
-            if sub.get("outcome") == "timeout":
-                why = f"the reference ran past its {sub.get('limit_s')} s limit"
-            else:
-                why = _describe_run_failure(result, sub)
+            if not isinstance(sub, dict) or sub.get("outcome") != "timeout":
+                retry.append(key)
+                continue
+            why = f"the reference ran past its {sub.get('limit_s')} s limit"
             for other in items:
                 if other.verdict is None and other.oracle_key == key:
                     other.verdict = self._verdict(
@@ -925,7 +927,7 @@ class CodeVerifier(Verifier):
                         "could not compute the expected outputs from the reference solution: "
                         + why,
                     )
-        return []
+        return retry
 
     def _ensure_oracles(self, items: Sequence[_Item]) -> None:
         todo = self._oracle_todo(items)
