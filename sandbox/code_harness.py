@@ -1253,6 +1253,22 @@ def _judge_io(spec: dict[str, object], io_sets: list[list[object]], expected_fd:
             protocol(f"frame {kind!r}")
 
 
+def _bad_inputs(io_sets: object) -> str:
+    """What is wrong with the inputs (the host passes a reference's inputs on as text,
+    undecoded): '' when they are input sets (base, then plus) of argument lists."""
+    fix = "a HumanEval+ reference's base_input and plus_input must be lists of argument lists"
+    if type(io_sets) is not list:
+        return f"{fix}; the inputs are not a list: {short(io_sets, 80)}"
+    for s, inputs in enumerate(io_sets):
+        name = ("base_input", "plus_input")[s] if s < 2 else f"input set {s}"
+        if type(inputs) is not list:
+            return f"{fix}; {name} is not a list: {short(inputs, 80)}"
+        for i, args in enumerate(inputs):
+            if type(args) is not list:
+                return f"{fix}; {name}[{i}] is not a list: {short(args, 80)}"
+    return ""
+
+
 def _nan_free(out: object, blob: bytes) -> bool:
     """Whether ``out`` (pickled as ``blob``) equals itself (no NaN inside), so that equal
     pickle bytes mean an equal value. A list of numbers is checked by its sum (a NaN makes it
@@ -1302,6 +1318,9 @@ def mode_io_oracle(spec: dict[str, object], heap: _Heap | None = None) -> None:
     with open(str(spec.get("io", "io.json")), encoding="utf-8") as fh:
         raw = fh.read()
     io_sets: list[list[object]] = json.loads(raw)
+    bad = _bad_inputs(io_sets)
+    if bad:
+        report("bad_inputs", message=bad)
     entry_point = str(spec["entry_point"])
     ns = load_candidate(filename=str(spec.get("solution", "solution.py")))
     fn = entry(ns, entry_point)

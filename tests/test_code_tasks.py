@@ -321,6 +321,40 @@ def test_humanevalplus_reports_the_input_as_given(tmp_path: Path) -> None:
     assert right.status is Status.CORRECT, right
 
 
+def test_humanevalplus_inputs_as_json_text_grade_as_lists(tmp_path: Path) -> None:
+    """The tasks give a reference's inputs as JSON text, which the host passes on without
+    decoding; they grade as the same inputs given as lists. Text that is not lists of
+    argument lists is the reference's fault, named with the fix (ERROR, never INCORRECT);
+    inputs of another type are a malformed reference."""
+    canonical = "def f(xs):\n    return sorted(xs)\n"
+    base, plus = [[[3, 1, 2]], [[5, 4]]], [[["b", "a"]], [[2.5, -1]]]
+    as_lists = plus_reference(canonical, base, plus, prompt="def f(xs):\n")
+    as_text = plus_reference(canonical, json.dumps(base), json.dumps(plus), prompt="def f(xs):\n")  # type: ignore[arg-type]
+    assert json.loads(as_text)["plus_input"] == json.dumps(plus)
+    v = CodeVerifier(cache_dir=str(tmp_path))
+    right = "```python\ndef f(xs):\n    return sorted(xs)\n```"
+    strs_wrong = (
+        "```python\ndef f(xs):\n    return xs if isinstance(xs[0], str) else sorted(xs)\n```"
+    )
+    broken = plus_reference(canonical, "[[1], 2]", "[]", prompt="def f(xs):\n")  # type: ignore[arg-type]
+    neither = plus_reference(canonical, 7, [], prompt="def f(xs):\n")  # type: ignore[arg-type]
+    verdicts = v.verify_many(
+        [right, right, strs_wrong, strs_wrong, right, right],
+        [as_lists, as_text, as_lists, as_text, broken, neither],
+    )
+    assert [x.status for x in verdicts] == [
+        Status.CORRECT,
+        Status.CORRECT,
+        Status.INCORRECT,
+        Status.INCORRECT,
+        Status.ERROR,
+        Status.ERROR,
+    ], verdicts
+    assert verdicts[2].reason == verdicts[3].reason and "plus input #0" in verdicts[3].reason
+    assert "must be lists of argument lists; base_input[1] is not a list: 2" in verdicts[4].reason
+    assert "malformed" in verdicts[5].reason and "'base_input' must be a list" in verdicts[5].reason
+
+
 def _fenced_f(body: str) -> str:
     return f"```python\ndef f(n):\n{body}\n```"
 

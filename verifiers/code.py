@@ -4,8 +4,10 @@ The reference is a JSON object (``Problem.grading_reference``) with a ``kind``:
 
 * ``humaneval``: ``prompt``, ``entry_point``, ``test`` (defines ``check(candidate)``).
 * ``humanevalplus``: ``prompt``, ``entry_point``, ``canonical`` (a full reference program),
-  ``base_input``, ``plus_input``, ``atol`` and optional ``base_only``. Expected outputs come
-  from running ``canonical`` in the sandbox once; they are cached in memory and on disk.
+  ``base_input``, ``plus_input`` (each a list of argument lists, or that list as JSON text,
+  which the host passes to the sandbox without decoding: the tasks give text), ``atol`` and
+  optional ``base_only``. Expected outputs come from running ``canonical`` in the sandbox
+  once; they are cached in memory and on disk.
 * ``bigcodebench``: ``prompt``, ``entry_point``, ``test`` (unittest ``TestCases``), ``libs``.
 
 Optional ``timeout_s`` / ``memory_mb`` in the reference override the per-kind defaults;
@@ -299,11 +301,16 @@ def clear_oracle_cache() -> None:
 
 def _inputs_json(key: str | None, ref: Mapping[str, Any]) -> str:
     """``io.json`` of a HumanEval+ reference: every input set's inputs, in order (a few MB for
-    some problems, so encoded once per oracle key)."""
+    some problems, so built once per oracle key). Inputs given as JSON text are joined as
+    they are, never decoded here: the sandbox decodes them (and says so if they are not
+    lists of argument lists)."""
     with _oracle_lock:
         text = _inputs_memory.get(key) if key else None
     if text is None:
-        text = json.dumps([inputs for _, inputs in input_sets(ref)])
+        sets = (
+            [ref["base_input"]] if ref.get("base_only") else [ref["base_input"], ref["plus_input"]]
+        )
+        text = "[" + ", ".join(v if isinstance(v, str) else json.dumps(v) for v in sets) + "]"
         if key:
             with _oracle_lock:
                 _inputs_memory[key] = text
@@ -475,6 +482,12 @@ class CodeVerifier(Verifier):
         for key in needed:
             if key not in ref:
                 raise ValueError(f"missing field {key!r} for kind {kind!r}")
+        for key in ("base_input", "plus_input") if kind == "humanevalplus" else ():
+            if not isinstance(ref[key], (list, str)):
+                raise ValueError(
+                    f"{key!r} must be a list of argument lists, or that list as JSON text; "
+                    f"got {type(ref[key]).__name__}"
+                )
         libs = ref.get("libs") or []
         if not isinstance(libs, list) or not all(isinstance(x, str) for x in libs):
             raise ValueError(f"'libs' must be a list of module names, got {libs!r}")
@@ -979,7 +992,7 @@ class CodeVerifier(Verifier):
                 "mode": "io",
                 "entry_point": ref["entry_point"],
                 "atol": float(ref.get("atol") or 0.0),
-                "sets": [name for name, _ in input_sets(ref)],
+                "sets": ["base"] if ref.get("base_only") else ["base", "plus"],
             }
             if self.config.timeout_s is None and not isinstance(ref.get("timeout_s"), (int, float)):
                 timeout = min(self.config.max_io_time_s, total) + self.config.startup_s
@@ -1193,7 +1206,7 @@ _MISSING_PATTERNS = (
 
 def input_sets(ref: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
     """A HumanEval+ reference's named input sets, in grading order: base, then plus (unless
-    ``base_only``)."""
+    ``base_only``), decoded (grading itself never decodes them on the host)."""
     sets = [("base", _as_list(ref["base_input"]))]
     if not ref.get("base_only"):
         sets.append(("plus", _as_list(ref["plus_input"])))
@@ -1226,6 +1239,8 @@ def _describe_run_failure(result: ExecResult, out: Mapping[str, Any] | None) -> 
     if out is not None:
         if out.get("error"):
             return f"{out.get('outcome')}: {_describe_error(out['error'])}"
+        if out.get("message"):
+            return f"{out.get('outcome')}: {_short(str(out['message']), 300)}"
         return f"harness outcome {out.get('outcome')!r}"
     if result.status is ExecStatus.OOM:
         return f"ran out of memory: {result.detail}"

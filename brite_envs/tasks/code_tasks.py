@@ -219,8 +219,11 @@ class HumanEvalPlus(_CodeTask):
                 "base_only": self.base_only,
             }
             if "base_input" in rec.data or self.base_only:
-                grading["base_input"] = _input_list(rec, "base_input")
-                grading["plus_input"] = _input_list(rec, "plus_input")
+                # As JSON text: the grader passes them to the sandbox without decoding them
+                # (7.7 MB for the 164 problems; decoding and encoding them again on the host
+                # cost ~0.25 s of a first evaluation).
+                grading["base_input"] = json.dumps(_input_list(rec, "base_input"))
+                grading["plus_input"] = json.dumps(_input_list(rec, "plus_input"))
             else:
                 # The hub export has no input lists; its `test` is a self-contained
                 # check(candidate) holding the inputs and expected outputs.
