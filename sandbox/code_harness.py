@@ -1304,8 +1304,8 @@ class _BuiltinsPickler(pickle.Pickler):
 
 def _may_hold_nan(data: bytes) -> bool:
     """Whether pickled bytes may hold a NaN float: every float is written as ``G`` and its 8
-    bytes big-endian, a NaN's first twelve bits all set (``7ff``/``fff``) and its mantissa
-    not zero. So a NaN always shows as ``G``, 0x7f or 0xff, then a byte from 0xf0; other
+    bytes big-endian, and a NaN has its 11 exponent bits set and a mantissa that is not
+    zero, so it always shows as ``G``, 0x7f or 0xff (the sign), then a byte from 0xf0. Other
     bytes that look alike (an infinity, data) only cost the exact check."""
     for head in (b"G\x7f", b"G\xff"):
         if data.find(head[1:]) < 0:  # memchr: ~10x the two-byte search (text has neither)
@@ -1533,11 +1533,11 @@ def mode_io_oracle_many(spec: dict[str, object]) -> None:
         finally:
             clock.stop()
         found = _STATE["reported"]
-        results.append(
-            {"outcome": "timeout", "limit_s": limit_s}
-            if clock.fired or not isinstance(found, dict)
-            else found
-        )
+        if clock.fired:
+            found = {"outcome": "timeout", "limit_s": limit_s}
+        elif not isinstance(found, dict):  # cannot happen: io_oracle always reports
+            found = {"outcome": "harness_error", "error": {"type": "NoReport", "message": ""}}
+        results.append(found)
         sys.modules.pop("solution", None)
         if builtins.__dict__ != names:
             builtins.__dict__.clear()
