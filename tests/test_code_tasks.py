@@ -443,53 +443,106 @@ def test_humanevalplus_large_outputs_of_other_bytes_are_recomputed(tmp_path: Pat
     assert "again took longer than" in verdicts[8].reason, verdicts[8]
 
 
-def test_references_sharing_a_job_cannot_fail_one_another(tmp_path: Path) -> None:
-    """Expected outputs are computed for several references in one process (the harness's
-    ``io_oracle_many``). A reference that ends the process, runs past its limit or raises
-    fails only its own problem; one that changes ``builtins`` or the recursion limit does not
-    change the next one's outputs (they are undone); one that leaves what makes the next
-    fail (a module changed, another working directory) does not fail it (a job that failed as
-    a whole, and a reference that failed in it, run again alone)."""
-    fine = "    return sum(range(n))"
-
-    def ref(canonical: str) -> str:
-        return plus_reference(
-            "import os, sys, builtins\n" + canonical, [[3], [4]], prompt="def f(n):\n"
+def _sharing(pairs: list[tuple[str, Status]]) -> list[verifiers.Verdict]:
+    """Grade ``sum(range(n))`` against eight references whose outputs two share a job
+    (4 jobs, one worker), each reference given as the body of ``f(n)``."""
+    assert len(pairs) == 8
+    refs = [
+        plus_reference(
+            "import builtins, collections, decimal, math, os, sys\ndef f(n):\n" + body,
+            [[3], [4]],
+            prompt="def f(n):\n",
         )
-
-    def deep(n: int) -> str:  # outputs that what its predecessor left would change or fail
-        return ref(
-            f"def f(n):  # partner {n}\n    from fractions import Fraction\n"
-            "    def down(k):\n        return 0 if k == 0 else down(k - 1)\n"
-            "    bent = (os.getcwd() == '/') + (sys.getrecursionlimit() < 100)\n"
-            "    return down(30) + bent + abs(-n) + int(Fraction(n * (n - 1), 2)) - n"
-        )
-
-    bends = (  # what its partner's outputs would silently differ by
-        "def f(n):\n    builtins.abs = lambda x: 0\n    sys.setrecursionlimit(80)\n"
-        "    return sum(range(n))\n"
-    )
-    breaks = (  # what its partner would fail on
-        "def f(n):\n    import fractions\n    fractions.Fraction = None\n    os.chdir('/')\n"
-        "    raise ValueError(n)\n"
-    )
-    pairs = [  # a job computes two references' outputs (4 jobs, one worker)
-        (ref("def f(n):\n    os._exit(3)\n"), Status.ERROR),  # ends the shared process
-        (deep(1), Status.CORRECT),
-        (ref("def f(n):\n    while True:\n        pass\n"), Status.ERROR),  # past its limit
-        (deep(2), Status.CORRECT),
-        (ref(bends), Status.CORRECT),
-        (deep(3), Status.CORRECT),
-        (ref(breaks), Status.ERROR),
-        (deep(4), Status.CORRECT),
+        for body, _ in pairs
     ]
     v = CodeVerifier(CodeVerifierConfig(concurrency=1, oracle_timeout_s=1.0, disk_cache=False))
     clear_oracle_cache()
-    verdicts = v.verify_many([_fenced_f(fine)] * len(pairs), [r for r, _ in pairs])
+    verdicts = v.verify_many([_fenced_f("    return sum(range(n))")] * 8, refs)
     for n, ((_, expected), verdict) in enumerate(zip(pairs, verdicts, strict=True)):
         assert verdict.status is expected, (n, verdict)
+    return verdicts
+
+
+def _partner(n: int) -> str:
+    """A reference whose outputs (``sum(range(n))``) anything the one before it in its job
+    left behind would change or fail."""
+    return (
+        f"    # partner {n}\n    from fractions import Fraction\n"
+        "    def down(k):\n        return 0 if k == 0 else down(k - 1)\n"
+        "    bent = (os.getcwd() == '/') + (sys.getrecursionlimit() < 100)\n"
+        "    bent += sys.get_int_max_str_digits() != 4300\n"
+        "    bent += math.pi != 3.141592653589793\n"
+        "    bent += collections.Counter('aab').most_common(1) != [('a', 2)]\n"
+        "    bent += os.environ.get('BRITE_PROBE') is not None\n"
+        "    bent += len(str(decimal.Decimal(1) / decimal.Decimal(7))) != 30\n"
+        "    return down(30) + bent + abs(-n) + int(Fraction(n * (n - 1), 2)) - n"
+    )
+
+
+def test_references_sharing_a_job_cannot_fail_one_another(tmp_path: Path) -> None:
+    """Expected outputs are computed for several references in one process (the harness's
+    ``io_oracle_many``). A reference that ends the process, runs past its limit or raises
+    fails only its own problem; one that leaves what would make the next fail (a module
+    changed, another working directory) does not fail it; the recursion and digit limits
+    it changed are undone before the next (a job that failed as a whole, and a reference
+    that failed in it, run again alone)."""
+    verdicts = _sharing(
+        [
+            ("    os._exit(3)", Status.ERROR),  # ends the shared process
+            (_partner(1), Status.CORRECT),
+            ("    while True:\n        pass", Status.ERROR),  # past its limit
+            (_partner(2), Status.CORRECT),
+            (
+                "    sys.setrecursionlimit(80)\n    sys.set_int_max_str_digits(1000)\n"
+                "    return sum(range(n))",
+                Status.CORRECT,
+            ),
+            (_partner(3), Status.CORRECT),
+            (
+                "    import fractions\n    fractions.Fraction = None\n    os.chdir('/')\n"
+                "    raise ValueError(n)",
+                Status.ERROR,
+            ),
+            (_partner(4), Status.CORRECT),
+        ]
+    )
     assert "ran past its 1.0 s limit" in verdicts[2].reason, verdicts[2]
     assert "ValueError" in verdicts[6].reason, verdicts[6]
+
+
+def test_a_reference_cannot_change_the_next_ones_outputs(tmp_path: Path) -> None:
+    """A reference that changes ``builtins``, a module's attribute, a class's attribute,
+    the environment or ``decimal``'s context (which a fork per reference would have thrown
+    away) makes the references after it in its job run alone: their outputs are what they
+    would be on their own."""
+    _sharing(
+        [
+            ("    builtins.abs = lambda x: 0\n    return sum(range(n))", Status.CORRECT),
+            (_partner(1), Status.CORRECT),
+            ("    math.pi = 3\n    return sum(range(n))", Status.CORRECT),
+            (_partner(2), Status.CORRECT),
+            (
+                "    collections.Counter.most_common = lambda self, k=None: []\n"
+                "    return sum(range(n))",
+                Status.CORRECT,
+            ),
+            (_partner(3), Status.CORRECT),
+            ("    os.environ['BRITE_PROBE'] = '1'\n    return sum(range(n))", Status.CORRECT),
+            (_partner(4), Status.CORRECT),
+        ]
+    )
+    _sharing(
+        [
+            ("    decimal.getcontext().prec = 3\n    return sum(range(n))", Status.CORRECT),
+            (_partner(5), Status.CORRECT),
+            ("    return sum(range(n))  # 1", Status.CORRECT),
+            (_partner(6), Status.CORRECT),
+            ("    return sum(range(n))  # 2", Status.CORRECT),
+            (_partner(7), Status.CORRECT),
+            ("    return sum(range(n))  # 3", Status.CORRECT),
+            (_partner(8), Status.CORRECT),
+        ]
+    )
 
 
 @pytest.mark.slow

@@ -907,9 +907,9 @@ class CodeVerifier(Verifier):
     ) -> list[str]:
         """Store each reference's outputs; the keys to run again in a job of their own: all
         of them when the shared job failed as a whole, and each reference that failed in it
-        (the references share one process, so the one before may be to blame; see the
-        harness's ``io_oracle_many``). One that ran past its own limit fails the items that
-        needed it."""
+        or was not run (the references share one process, so the one before may be to
+        blame; see the harness's ``io_oracle_many``). One that ran past its own limit fails
+        the items that needed it."""
         nonce = job[1]
         if len(group) == 1:  # a plain io_oracle job (see _oracle_group_job)
             self._accept_oracle(group[0], result, nonce, items)
