@@ -1356,6 +1356,11 @@ def _hash_entry(sha: str | None, exact: bool) -> tuple[bytes, bool]:
     return b"H" + len(info).to_bytes(4, "little") + info, False
 
 
+def _checked_hash_entry(out: object, blob: bytes, exact: bool) -> tuple[bytes, bool]:
+    """The hash entry of ``out`` pickled as ``blob``, after the exact NaN check."""
+    return _hash_entry(_sha256(blob).hexdigest() if _nan_free(out, blob) else None, exact)
+
+
 def _expected_entry(out: object, by_bytes: bool) -> tuple[bytes, bool]:
     """One expected output as the judge keeps it (tag, 4-byte length, payload), and whether
     equal bytes are a pass without a look inside.
@@ -1383,13 +1388,12 @@ def _expected_entry(out: object, by_bytes: bool) -> tuple[bytes, bool]:
         if sink.sha is not None:  # large
             if exact or (pickler.plain and (not sink.nan or _numbers_nan_free(out))):  # type: ignore[attr-defined]
                 return _hash_entry(sink.sha.hexdigest(), exact)  # type: ignore[attr-defined]
-            blob = _pickle(out, protocol=4)
-            return _hash_entry(_sha256(blob).hexdigest() if _nan_free(out, blob) else None, exact)
+            return _checked_hash_entry(out, _pickle(out, protocol=4), exact)
         blob = bytes(sink.head)
     else:
         blob = _pickle(out, protocol=4)
     if len(blob) >= DIGEST_MIN_BYTES and not is_floats(out):  # a short value pickled large
-        return _hash_entry(_sha256(blob).hexdigest() if _nan_free(out, blob) else None, exact)
+        return _checked_hash_entry(out, blob, exact)
     return b"P" + len(blob).to_bytes(4, "little") + blob, by_bytes and _nan_free(out, blob)
 
 
@@ -1541,6 +1545,7 @@ class _SharedState:
 
     def restore(self) -> str:
         """Undo what is cheap to undo; what else changed ('' if nothing)."""
+        sys.modules.pop("solution", None)  # the reference's own module: never watched
         os.chdir(self.home)
         sys.setrecursionlimit(self.depth)
         if self.digits is not None:
@@ -1604,7 +1609,6 @@ def mode_io_oracle_many(spec: dict[str, object]) -> None:
         elif not isinstance(found, dict):  # cannot happen: io_oracle always reports
             found = {"outcome": "harness_error", "error": {"type": "NoReport", "message": ""}}
         results.append(found)
-        sys.modules.pop("solution", None)
         changed = shared.restore()
     _STATE["batch"] = False
     report("oracle_many", results=results)

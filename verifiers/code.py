@@ -307,9 +307,7 @@ def _inputs_json(key: str | None, ref: Mapping[str, Any]) -> str:
     with _oracle_lock:
         text = _inputs_memory.get(key) if key else None
     if text is None:
-        sets = (
-            [ref["base_input"]] if ref.get("base_only") else [ref["base_input"], ref["plus_input"]]
-        )
+        sets = [ref[field] for _, field in _set_fields(ref)]
         text = "[" + ", ".join(v if isinstance(v, str) else json.dumps(v) for v in sets) + "]"
         if key:
             with _oracle_lock:
@@ -992,7 +990,7 @@ class CodeVerifier(Verifier):
                 "mode": "io",
                 "entry_point": ref["entry_point"],
                 "atol": float(ref.get("atol") or 0.0),
-                "sets": ["base"] if ref.get("base_only") else ["base", "plus"],
+                "sets": [name for name, _ in _set_fields(ref)],
             }
             if self.config.timeout_s is None and not isinstance(ref.get("timeout_s"), (int, float)):
                 timeout = min(self.config.max_io_time_s, total) + self.config.startup_s
@@ -1204,13 +1202,19 @@ _MISSING_PATTERNS = (
 )
 
 
-def input_sets(ref: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
-    """A HumanEval+ reference's named input sets, in grading order: base, then plus (unless
-    ``base_only``), decoded (grading itself never decodes them on the host)."""
-    sets = [("base", _as_list(ref["base_input"]))]
+def _set_fields(ref: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A HumanEval+ reference's input sets in grading order, as (name, field): base, then
+    plus (unless ``base_only``)."""
+    sets = [("base", "base_input")]
     if not ref.get("base_only"):
-        sets.append(("plus", _as_list(ref["plus_input"])))
+        sets.append(("plus", "plus_input"))
     return sets
+
+
+def input_sets(ref: Mapping[str, Any]) -> list[tuple[str, list[Any]]]:
+    """A HumanEval+ reference's named input sets, in grading order, decoded (grading itself
+    never decodes them on the host)."""
+    return [(name, _as_list(ref[field])) for name, field in _set_fields(ref)]
 
 
 def _as_list(value: Any) -> list[Any]:
